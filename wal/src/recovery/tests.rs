@@ -1,0 +1,96 @@
+use super::*;
+use crate::record::RecordBody;
+use crate::segment::encode_frame;
+use crate::types::{BlockNumber, Fork, PageKey, RelTag};
+
+const SEGMENT_SIZE: usize = 16 * 1024;
+const TENANT: TenantId = TenantId([1; 16]);
+const TIMELINE: TimelineId = TimelineId([2; 16]);
+
+fn record(lsn: u64) -> Record {
+    Record {
+        lsn: Lsn(lsn),
+        key: PageKey {
+            rel: RelTag { spc_oid: 1, db_oid: 2, rel_number: 3, fork: Fork::Main },
+            block: BlockNumber(0),
+        },
+        body: RecordBody::RelSize(1),
+    }
+}
+
+fn segment(seq: u64, lsns: &[u64]) -> Vec<u8> {
+    let header = SegmentHeader {
+        segment_seq: seq,
+        tenant_id: TENANT,
+        timeline_id: TIMELINE,
+        segment_size_bytes: SEGMENT_SIZE as u64,
+        prev_lsn: Lsn(0),
+    };
+    let mut bytes = header.encode();
+    for &lsn in lsns {
+        encode_frame(seq, &record(lsn), &mut bytes);
+    }
+    bytes.resize(SEGMENT_SIZE, 0);
+    bytes
+}
+
+fn check(segments: &[(u64, Vec<u8>)]) -> Result<Recovered, RecoveryError> {
+    let images: Vec<SegmentImage<'_>> = segments
+        .iter()
+        .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
+        .collect();
+    recover(TENANT, TIMELINE, &images)
+}
+
+fn lsns(recovered: &Recovered) -> Vec<u64> {
+    recovered.records.iter().map(|r| r.lsn.0).collect()
+}
+
+#[test]
+fn empty_and_clean_end() {
+    assert_eq!(check(&[]).unwrap().case, "empty");
+    let recovered = check(&[(1, segment(1, &[1, 2])), (2, segment(2, &[3]))]).unwrap();
+    assert_eq!(recovered.case, "clean-end");
+    assert_eq!(lsns(&recovered), vec![1, 2, 3]);
+    assert_eq!(recovered.last_lsn, Lsn(3));
+    assert_eq!(recovered.tail.unwrap().segment_seq, 2);
+}
+
+#[test]
+fn torn_tail_truncates() {
+    let mut last = segment(1, &[1, 2, 3]);
+    let third = crate::segment::scan_frames(&last, 1, Lsn(0)).records[2].0;
+    last[third as usize + 9] ^= 1;
+    let recovered = check(&[(1, last)]).unwrap();
+    assert_eq!(recovered.case, "torn-tail");
+    assert_eq!(lsns(&recovered), vec![1, 2]);
+    assert_eq!(recovered.truncate_at, Some((1, third)));
+}
+
+#[test]
+fn torn_before_empty_segments_deletes_them() {
+    let mut first = segment(1, &[1, 2]);
+    first[DATA_START as usize + 9] ^= 1;
+    let recovered = check(&[(1, first), (2, segment(2, &[]))]).unwrap();
+    assert_eq!(recovered.case, "torn-before-empty");
+    assert_eq!(recovered.delete_segments, vec![2]);
+    assert!(recovered.records.is_empty());
+}
+
+#[test]
+fn damage_before_data_refuses() {
+    let mut first = segment(1, &[1, 2]);
+    first[DATA_START as usize + 9] ^= 1;
+    let error = check(&[(1, first), (2, segment(2, &[5]))]).unwrap_err();
+    assert_eq!(error.case, "damage-before-data");
+}
+
+#[test]
+fn bad_header_and_gaps_refuse() {
+    let mut bad = segment(1, &[1]);
+    bad[0] = 0;
+    assert_eq!(check(&[(1, bad)]).unwrap_err().case, "bad-header");
+    assert_eq!(check(&[(1, segment(2, &[1]))]).unwrap_err().case, "bad-header");
+    let gap = check(&[(1, segment(1, &[1])), (3, segment(3, &[2]))]).unwrap_err();
+    assert_eq!(gap.case, "sequence-gap");
+}

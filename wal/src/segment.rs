@@ -1,0 +1,193 @@
+//! WAL segment files, format version 1: a header block, then checksummed record frames.
+//!
+//! A segment is a preallocated, fixed-size file (`segment_size_bytes`, a multiple of 4096),
+//! filled with zeros when created and written with O_DIRECT in 4 KiB-aligned units. All integers
+//! little-endian.
+//!
+//! **Header** (the first [`DATA_START`] bytes; the rest of the block is zero):
+//!
+//! | off | size | field              | meaning                                          |
+//! |-----|------|--------------------|--------------------------------------------------|
+//! | 0   | 8    | magic              | `b"PCWALSEG"`                                    |
+//! | 8   | 2    | format_version     | readers accept `1..=1`; other values: corrupt    |
+//! | 10  | 6    | reserved           | zero                                             |
+//! | 16  | 8    | segment_seq        | 1 for a timeline's first segment, then +1        |
+//! | 24  | 16   | tenant_id          | owner tenant (big-endian u128, as printed)       |
+//! | 40  | 16   | timeline_id        | owner timeline                                   |
+//! | 56  | 8    | segment_size_bytes | file size                                        |
+//! | 64  | 8    | prev_lsn           | LSN of the last record before this segment, or 0 |
+//! | 72  | 8    | header_checksum    | xxh3-64 of bytes `0..72`                         |
+//!
+//! **Frames** start at offset [`DATA_START`] and follow each other with no gap:
+//!
+//! | off          | size | field      | meaning                                            |
+//! |--------------|------|------------|----------------------------------------------------|
+//! | 0            | 4    | frame_len  | bytes in the frame, all fields included; 0 = end   |
+//! | 4            | 4    | reserved   | zero                                               |
+//! | 8            | n    | record     | one record, encoded as in [`crate::record`]        |
+//! | frame_len-8  | 8    | checksum   | xxh3-64 with seed `segment_seq` of bytes `0..frame_len-8` |
+//!
+//! Seeding the checksum with the segment number means a frame left over from a recycled file
+//! never verifies in its new life. A frame never crosses the segment end: a record that does
+//! not fit goes to the next segment and the rest of this one stays zero.
+
+use crate::codec::{Reader, Writer};
+use crate::record::{Record, MAX_RECORD_SIZE, RECORD_HEADER_SIZE};
+use crate::types::{Lsn, TenantId, TimelineId};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+pub const MAGIC: [u8; 8] = *b"PCWALSEG";
+pub const FORMAT_VERSION: u16 = 1;
+/// Offset of the first frame; the header block size. Also the write alignment.
+pub const DATA_START: u64 = 4096;
+/// Bytes of a frame around its record.
+pub const FRAME_OVERHEAD: usize = 16;
+/// Largest frame.
+pub const MAX_FRAME_SIZE: usize = MAX_RECORD_SIZE + FRAME_OVERHEAD;
+const HEADER_CHECKSUMMED: usize = 72;
+
+/// Identity and position of one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub segment_seq: u64,
+    pub tenant_id: TenantId,
+    pub timeline_id: TimelineId,
+    pub segment_size_bytes: u64,
+    pub prev_lsn: Lsn,
+}
+
+/// Why a header was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("segment header truncated")]
+    Truncated,
+    #[error("bad segment magic")]
+    BadMagic,
+    #[error("unsupported segment format version {0}")]
+    UnsupportedVersion(u16),
+    #[error("segment header checksum mismatch")]
+    BadChecksum,
+}
+
+impl SegmentHeader {
+    /// The full header block (`DATA_START` bytes, zero-padded).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(DATA_START as usize);
+        out.put_bytes(&MAGIC);
+        out.put_u16(FORMAT_VERSION);
+        out.put_zeros(6);
+        out.put_u64(self.segment_seq);
+        out.put_bytes(&self.tenant_id.0);
+        out.put_bytes(&self.timeline_id.0);
+        out.put_u64(self.segment_size_bytes);
+        out.put_u64(self.prev_lsn.0);
+        let checksum = xxh3_64(&out[..HEADER_CHECKSUMMED]);
+        out.put_u64(checksum);
+        out.resize(DATA_START as usize, 0);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let checksummed = bytes.get(..HEADER_CHECKSUMMED).ok_or(HeaderError::Truncated)?;
+        let mut reader = Reader::new(bytes);
+        let truncated = |_| HeaderError::Truncated;
+        if reader.array::<8>().map_err(truncated)? != MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        let version = reader.u16().map_err(truncated)?;
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::UnsupportedVersion(version));
+        }
+        reader.skip(6).map_err(truncated)?;
+        let segment_seq = reader.u64().map_err(truncated)?;
+        let tenant_id = TenantId(reader.array().map_err(truncated)?);
+        let timeline_id = TimelineId(reader.array().map_err(truncated)?);
+        let segment_size_bytes = reader.u64().map_err(truncated)?;
+        let prev_lsn = Lsn(reader.u64().map_err(truncated)?);
+        let checksum = reader.u64().map_err(truncated)?;
+        if checksum != xxh3_64(checksummed) {
+            return Err(HeaderError::BadChecksum);
+        }
+        Ok(SegmentHeader { segment_seq, tenant_id, timeline_id, segment_size_bytes, prev_lsn })
+    }
+}
+
+/// Appends one frame holding `record` to `out`; returns the frame length.
+pub fn encode_frame(segment_seq: u64, record: &Record, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.put_u32(0); // frame_len, patched below
+    out.put_zeros(4);
+    record.encode_into(out);
+    let frame_len = out.len() - start + 8;
+    let frame_len_u32 = u32::try_from(frame_len).expect("records are at most MAX_RECORD_SIZE");
+    out[start..start + 4].copy_from_slice(&frame_len_u32.to_le_bytes());
+    let checksum = xxh3_64_with_seed(&out[start..], segment_seq);
+    out.put_u64(checksum);
+    debug_assert!(frame_len <= MAX_FRAME_SIZE);
+    frame_len
+}
+
+/// Why a scan of frames stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStop {
+    /// A zero `frame_len`: the normal end of written data.
+    EndOfData,
+    /// The segment is full: the last frame ended less than 4 bytes before its end.
+    EndOfSegment,
+    /// The bytes at `offset` are not a valid frame (torn write, garbage, bit flip).
+    Invalid { offset: u64, what: &'static str },
+}
+
+/// Result of scanning the frames of one segment.
+#[derive(Debug)]
+pub struct Scan {
+    /// Valid records with the offset of their frame, in order.
+    pub records: Vec<(u64, Record)>,
+    /// Offset just past the last valid frame.
+    pub end_offset: u64,
+    pub stop: ScanStop,
+}
+
+/// Scans the frames of a whole segment image (`bytes` is the file from offset 0). Records must
+/// carry LSNs above `prev_lsn` and strictly increasing. Never panics.
+pub fn scan_frames(bytes: &[u8], segment_seq: u64, prev_lsn: Lsn) -> Scan {
+    let mut records = Vec::new();
+    let mut offset = DATA_START as usize;
+    let mut last_lsn = prev_lsn;
+    let stop = loop {
+        let Some(len_bytes) = bytes.get(offset..offset + 4) else {
+            break ScanStop::EndOfSegment;
+        };
+        let frame_len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let frame_len = frame_len as usize;
+        let invalid = |what| ScanStop::Invalid { offset: offset as u64, what };
+        if frame_len == 0 {
+            break ScanStop::EndOfData;
+        }
+        if !(FRAME_OVERHEAD + RECORD_HEADER_SIZE..=MAX_FRAME_SIZE).contains(&frame_len) {
+            break invalid("frame length out of range");
+        }
+        let Some(frame) = bytes.get(offset..offset + frame_len) else {
+            break invalid("frame runs past the segment end");
+        };
+        let (body, checksum) = frame.split_at(frame_len - 8);
+        let stored = u64::from_le_bytes(checksum.try_into().unwrap_or([0; 8]));
+        if stored != xxh3_64_with_seed(body, segment_seq) {
+            break invalid("frame checksum mismatch");
+        }
+        let record = match Record::decode(&body[8..]) {
+            Ok(record) => record,
+            Err(_) => break invalid("checksummed frame holds an undecodable record"),
+        };
+        if record.lsn <= last_lsn {
+            break invalid("record LSN does not increase");
+        }
+        last_lsn = record.lsn;
+        records.push((offset as u64, record));
+        offset += frame_len;
+    };
+    Scan { records, end_offset: offset as u64, stop }
+}
+
+#[cfg(test)]
+mod tests;
