@@ -1,1 +1,20 @@
-//! placeholder
+//! pagecore's server: cores, O_DIRECT WAL I/O, the wire protocol, the admin API, and the Rust
+//! client library.
+//!
+//! Public surface: [`proto`] (the wire codec), [`client`] (blocking protocol client),
+//! [`admin_client`] (admin HTTP client), [`config`] and [`serve::run`]. Everything else is
+//! crate-private. See `ARCHITECTURE.md` for the codemap and invariants.
+
+pub mod admin_client;
+pub mod client;
+pub mod config;
+pub mod proto;
+pub mod serve;
+
+mod admin;
+mod conn;
+mod core;
+mod runtime;
+mod timeline;
+mod wal_io;
+mod watch;

@@ -1,1 +1,124 @@
-fn main() {}
+//! `pagecore`: the page server and its admin commands.
+
+use clap::{Parser, Subcommand};
+use server::admin_client::AdminClient;
+use server::config::{Config, DEFAULT_ADMIN_LISTEN};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "pagecore", version, about = "An io_uring page server for databases that separate storage from compute")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. With no options it uses the embedded defaults: data dir ./pagecore-data,
+    /// protocol on 127.0.0.1:6400, admin HTTP on 127.0.0.1:6401, all online cores.
+    Serve(ServeArgs),
+    /// Manage tenants through a running server's admin API.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+        /// Admin API address of the server.
+        #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, global = true)]
+        admin_addr: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; command-line options override its settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for all durable state (WAL segments, metadata).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Page protocol listen address (every core binds it with SO_REUSEPORT).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP listen address (/health, /ready, /v1/tenants).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Number of cores (pinned executors); 0 = all online CPUs.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Log filter, e.g. `info`, `debug`, `server=debug` (overrides the config's `log`).
+    #[arg(long)]
+    log: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (random id unless given) and, with --timeline, a timeline in it.
+    Create {
+        #[arg(long)]
+        tenant_id: Option<String>,
+        /// Also create a timeline with this id ("random" for a random one).
+        #[arg(long)]
+        timeline: Option<String>,
+    },
+    /// List tenants and their timelines as JSON.
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Tenant { command, admin_addr } => tenant(command, &admin_addr),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pagecore: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(admin) = args.admin_listen {
+        config.admin_listen = admin;
+    }
+    if let Some(cores) = args.cores {
+        config.cores = cores;
+    }
+    if let Some(log) = args.log {
+        config.log = log;
+    }
+    let config = config.validate()?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    server::serve::run(config)
+}
+
+fn tenant(command: TenantCommand, admin_addr: &str) -> anyhow::Result<()> {
+    let admin = AdminClient::new(admin_addr);
+    match command {
+        TenantCommand::Create { tenant_id, timeline } => {
+            let tenant_id = tenant_id.map(|t| t.parse()).transpose()?;
+            let info = admin.create_tenant(tenant_id)?;
+            if let Some(timeline) = timeline {
+                let timeline_id = if timeline == "random" { None } else { Some(timeline.parse()?) };
+                admin.create_timeline(info.tenant_id, timeline_id)?;
+            }
+            let info = admin.tenant(info.tenant_id)?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        TenantCommand::List => println!("{}", serde_json::to_string_pretty(&admin.tenants()?)?),
+    }
+    Ok(())
+}

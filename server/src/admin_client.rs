@@ -1,0 +1,76 @@
+//! A blocking client for the admin HTTP API (used by `pagecore` admin commands, the bench and
+//! the tests).
+
+pub use crate::admin::{TenantInfo, TimelineInfo};
+use std::time::Duration;
+use wal::{TenantId, TimelineId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin request to {url} failed: {message}")]
+    Request { url: String, message: String },
+    #[error("admin API answered {status} for {url}: {body}")]
+    Status { url: String, status: u16, body: String },
+}
+
+pub struct AdminClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl AdminClient {
+    /// `addr` is `host:port` of the admin listener.
+    pub fn new(addr: &str) -> AdminClient {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+        AdminClient { base: format!("http://{addr}"), agent }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<String, AdminError> {
+        let url = format!("{}{}", self.base, path);
+        let request = self.agent.request(method, &url);
+        let result = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        match result {
+            Ok(response) => response
+                .into_string()
+                .map_err(|e| AdminError::Request { url, message: e.to_string() }),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                Err(AdminError::Status { url, status, body })
+            }
+            Err(other) => Err(AdminError::Request { url, message: other.to_string() }),
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&self, text: String) -> Result<T, AdminError> {
+        serde_json::from_str(&text).map_err(|e| AdminError::Request { url: self.base.clone(), message: e.to_string() })
+    }
+
+    pub fn ready(&self) -> bool {
+        self.call("GET", "/ready", None).is_ok()
+    }
+
+    pub fn create_tenant(&self, tenant_id: Option<TenantId>) -> Result<TenantInfo, AdminError> {
+        let body = serde_json::json!({ "tenant_id": tenant_id.map(|t| t.to_string()) });
+        let text = self.call("POST", "/v1/tenants", Some(body))?;
+        self.parse(text)
+    }
+
+    pub fn create_timeline(&self, tenant_id: TenantId, timeline_id: Option<TimelineId>) -> Result<TimelineInfo, AdminError> {
+        let body = serde_json::json!({ "timeline_id": timeline_id.map(|t| t.to_string()) });
+        let text = self.call("POST", &format!("/v1/tenants/{tenant_id}/timelines"), Some(body))?;
+        self.parse(text)
+    }
+
+    pub fn tenants(&self) -> Result<Vec<TenantInfo>, AdminError> {
+        let text = self.call("GET", "/v1/tenants", None)?;
+        self.parse(text)
+    }
+
+    pub fn tenant(&self, tenant_id: TenantId) -> Result<TenantInfo, AdminError> {
+        let text = self.call("GET", &format!("/v1/tenants/{tenant_id}"), None)?;
+        self.parse(text)
+    }
+}

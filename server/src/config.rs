@@ -1,0 +1,123 @@
+//! Server configuration: embedded defaults, a TOML file, command-line overrides.
+//!
+//! Every field has a default so `pagecore serve` runs with no arguments. The TOML keys are the
+//! field names below; `README.md` documents them with an example file.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6400";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:6401";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of all durable state.
+    pub data_dir: PathBuf,
+    /// Page protocol address; every core binds it (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Admin HTTP address.
+    pub admin_listen: SocketAddr,
+    /// Number of cores (executors), pinned to CPUs `0..cores`. 0 = all online CPUs.
+    pub cores: usize,
+    /// I/O memory per core registered with io_uring, bytes.
+    pub io_memory_bytes: usize,
+    /// How long a read waits for `not_modified_since` to be ingested before `LsnTimeout`.
+    pub lsn_wait_timeout_ms: u64,
+    /// How long a new connection may take to send its `Hello`.
+    pub hello_timeout_ms: u64,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `server=debug`.
+    pub log: String,
+    pub wal: WalConfig,
+    /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
+    pub placement: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// Size of each preallocated WAL segment file; a multiple of 4096, at least 64 KiB.
+    pub segment_size_bytes: u64,
+    /// Appended bytes waiting for the next group commit per timeline before `SlowDown`.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("pagecore-data"),
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+            cores: 0,
+            io_memory_bytes: 10 << 20,
+            lsn_wait_timeout_ms: 10_000,
+            hello_timeout_ms: 10_000,
+            log: "info".to_string(),
+            wal: WalConfig::default(),
+            placement: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig { segment_size_bytes: 16 << 20, max_pending_bytes: 64 << 20 }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid setting {key}: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    }
+
+    /// Resolves `cores = 0` and checks every setting.
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.cores == 0 {
+            self.cores = online;
+        }
+        if self.cores > online {
+            let why = format!("{} cores requested, {online} online", self.cores);
+            return Err(ConfigError::Invalid { key: "cores", why });
+        }
+        let segment = self.wal.segment_size_bytes;
+        if segment % 4096 != 0 || segment < 64 * 1024 || segment > (1 << 32) {
+            let why = format!("{segment} is not a multiple of 4096 between 64 KiB and 4 GiB");
+            return Err(ConfigError::Invalid { key: "wal.segment_size_bytes", why });
+        }
+        for (tenant, core) in &self.placement {
+            if tenant.parse::<wal::TenantId>().is_err() {
+                let why = format!("{tenant:?} is not a 32-digit hex tenant id");
+                return Err(ConfigError::Invalid { key: "placement", why });
+            }
+            if *core >= self.cores {
+                let why = format!("tenant {tenant} placed on core {core} of {}", self.cores);
+                return Err(ConfigError::Invalid { key: "placement", why });
+            }
+        }
+        Ok(self)
+    }
+
+    /// The core that owns `tenant`: explicit placement, else a stable hash of its id.
+    pub fn owner_core(&self, tenant: wal::TenantId) -> usize {
+        if let Some(core) = self.placement.get(&tenant.to_string()) {
+            return *core;
+        }
+        (xxhash_rust::xxh3::xxh3_64(&tenant.0) % self.cores as u64) as usize
+    }
+}

@@ -1,0 +1,266 @@
+//! Process startup and shutdown: one pinned executor per core, the cross-core mesh, listeners,
+//! the admin thread and signal handling.
+//!
+//! Connection routing: every core binds the protocol port (SO_REUSEPORT, so the kernel spreads
+//! accepts). The accepting core reads the `Hello`, computes the owner core of its tenant and,
+//! if that is another core, duplicates the socket's fd and sends it with the bytes already read
+//! over the mesh; the owner rebuilds the stream and serves it for its whole life.
+
+use crate::admin::{self, AdminState, CoreMessage};
+use crate::config::Config;
+use crate::conn::{self, Input};
+use crate::core::LocalCore;
+use crate::runtime::probe_dma;
+use anyhow::Context as _;
+use futures_lite::AsyncWriteExt;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// A connection on its way to its owner core.
+struct Handoff {
+    fd: RawFd,
+    input: Vec<u8>,
+}
+
+/// Capacity of each mesh channel (PLATFORM.md: small meshes can hang under contention).
+const MESH_CAPACITY: usize = 1024;
+/// How often a core looks at its admin mailbox.
+const MAILBOX_POLL: Duration = Duration::from_millis(5);
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    block_termination_signals();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config)?;
+    // Binding without SO_REUSEPORT first detects another server on the port: the cores' own
+    // listeners set SO_REUSEPORT and would silently share it.
+    drop(std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?);
+    let admin_server = Arc::new(
+        tiny_http::Server::http(config.admin_listen)
+            .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_listen))?,
+    );
+    let config = Arc::new(config);
+    let ready_cores = Arc::new(AtomicUsize::new(0));
+    let mesh: MeshBuilder<Handoff, Full> = MeshBuilder::full(config.cores, MESH_CAPACITY);
+    let mut mailboxes = Vec::new();
+    let mut executors = Vec::new();
+    for core in 0..config.cores {
+        let (tx, rx) = mpsc::channel();
+        mailboxes.push(tx);
+        let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_cores.clone());
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("core-{core}"))
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || core_main(core, config, mesh, rx, ready, started))
+            .map_err(|e| anyhow::anyhow!("starting core {core}: {e}"))?;
+        executors.push(executor);
+    }
+    let admin_state = AdminState { config: config.clone(), mailboxes: mailboxes.clone(), ready_cores };
+    let admin_thread = {
+        let server = admin_server.clone();
+        std::thread::Builder::new().name("admin".into()).spawn(move || admin::run(server, admin_state))?
+    };
+    tracing::info!(listen = %config.listen, admin = %config.admin_listen, cores = config.cores,
+        data_dir = %config.data_dir.display(), "pagecore starting");
+    let signal = wait_for_termination_signal();
+    tracing::info!(signal, "shutting down: no new connections, flushing WAL");
+    for mailbox in &mailboxes {
+        let _ = mailbox.send(CoreMessage::Shutdown);
+    }
+    let mut failed = false;
+    for (core, executor) in executors.into_iter().enumerate() {
+        match executor.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(core, error = %format!("{error:#}"), "core failed");
+                failed = true;
+            }
+            Err(error) => {
+                tracing::error!(core, %error, "core panicked");
+                failed = true;
+            }
+        }
+    }
+    admin_server.unblock();
+    let _ = admin_thread.join();
+    tracing::info!("pagecore stopped");
+    if failed {
+        anyhow::bail!("a core failed; see the log");
+    }
+    Ok(())
+}
+
+async fn core_main(
+    id: usize,
+    config: Arc<Config>,
+    mesh: MeshBuilder<Handoff, Full>,
+    mailbox: mpsc::Receiver<CoreMessage>,
+    ready: Arc<AtomicUsize>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    probe_dma(&config.data_dir, id).await.context("probing O_DIRECT support")?;
+    let core = Rc::new(LocalCore::new(id, config.clone()));
+    core.load_tenants().await.context("loading tenants")?;
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    let (senders, receivers) = mesh.join().await.map_err(|e| anyhow::anyhow!("joining the core mesh: {e}"))?;
+    let senders = Rc::new(senders);
+    let handoffs = glommio::spawn_local(receive_handoffs(core.clone(), receivers));
+    let acceptor = glommio::spawn_local(accept_loop(core.clone(), listener, senders));
+    let cores_ready = ready.fetch_add(1, Ordering::AcqRel) + 1;
+    if cores_ready == config.cores {
+        tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready: all cores recovered and listening");
+    }
+    serve_mailbox(&core, &mailbox).await;
+    drop(acceptor);
+    drop(handoffs);
+    for timeline in core.all_timelines() {
+        timeline.shutdown().await;
+    }
+    tracing::debug!(core = id, "core stopped");
+    Ok(())
+}
+
+/// Executes admin commands until `Shutdown`.
+async fn serve_mailbox(core: &Rc<LocalCore>, mailbox: &mpsc::Receiver<CoreMessage>) {
+    loop {
+        match mailbox.try_recv() {
+            Ok(CoreMessage::Admin(command, reply)) => {
+                let core = core.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(core.admin(command).await);
+                })
+                .detach();
+            }
+            Ok(CoreMessage::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(MAILBOX_POLL).await,
+        }
+    }
+}
+
+async fn accept_loop(core: Rc<LocalCore>, listener: TcpListener, senders: Rc<Senders<Handoff>>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                glommio::spawn_local(route_connection(core.clone(), senders.clone(), stream)).detach();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads the `Hello` and serves the connection here or hands it to its owner core.
+async fn route_connection(core: Rc<LocalCore>, senders: Rc<Senders<Handoff>>, mut stream: TcpStream) {
+    let mut input = Input::new();
+    let hello_timeout = Duration::from_millis(core.config.hello_timeout_ms);
+    let first = glommio::timer::timeout(hello_timeout, async {
+        Ok(conn::read_first_frame(&mut stream, &mut input).await)
+    })
+    .await;
+    match first {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return,
+        Ok(Err(error)) => {
+            tracing::info!(%error, "connection failed before Hello");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("no Hello within {} ms; closing", hello_timeout.as_millis());
+            return;
+        }
+    }
+    let mut out = Vec::new();
+    let Some(tenant) = conn::hello_tenant(&input, &mut out) else {
+        let _ = stream.write_all(&out).await;
+        return;
+    };
+    let owner = core.config.owner_core(tenant);
+    if owner == core.id {
+        conn::serve(core, stream, input).await;
+        return;
+    }
+    // SAFETY: dup of a valid open fd; the duplicate is owned by the Handoff from here on.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "dup for handoff failed");
+        return;
+    }
+    drop(stream);
+    let handoff = Handoff { fd, input: input.into_unread() };
+    if let Err(error) = senders.send_to(owner, handoff).await {
+        if let glommio::GlommioError::Closed(glommio::ResourceType::Channel(handoff)) = &error {
+            // SAFETY: the fd was not delivered, so we still own it.
+            unsafe { libc::close(handoff.fd) };
+        }
+        tracing::warn!(owner, "handoff to owner core failed (shutting down?)");
+    }
+}
+
+async fn receive_handoffs(core: Rc<LocalCore>, mut receivers: Receivers<Handoff>) {
+    let mut tasks = Vec::new();
+    for (_, receiver) in receivers.streams() {
+        let core = core.clone();
+        tasks.push(glommio::spawn_local(async move {
+            while let Some(handoff) = receiver.recv().await {
+                // SAFETY: the sender dup'ed this fd for us and gave up ownership.
+                let stream = unsafe { TcpStream::from_raw_fd(handoff.fd) };
+                let input = Input::from_bytes(handoff.input);
+                glommio::spawn_local(conn::serve(core.clone(), stream, input)).detach();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread it starts, so that
+/// [`wait_for_termination_signal`] receives them synchronously.
+fn block_termination_signals() {
+    // SAFETY: plain libc signal-mask calls on a zeroed, then initialised, sigset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_termination_signal() -> &'static str {
+    // SAFETY: as above; sigwait writes the received signal number into `signal`.
+    let signal = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let mut signal = 0;
+        libc::sigwait(&set, &mut signal);
+        signal
+    };
+    if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+}
+
+/// Holds an exclusive `flock` on `<data_dir>/.lock` so two servers never share a data dir.
+fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    let path = config.data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    // SAFETY: flock on a valid fd we own.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        anyhow::bail!("data directory {} is in use by another pagecore", config.data_dir.display());
+    }
+    Ok(file)
+}

@@ -1,0 +1,256 @@
+//! WAL segment I/O on one core: O_DIRECT writes through io_uring (glommio `DmaFile`), group
+//! commit, segment creation, and reading segments back for recovery.
+//!
+//! Layout: `<timeline>/wal/<segment_seq as 16 hex digits>.seg`. A segment is created under a
+//! `.tmp` name, filled with its header and zeros, synced, renamed, and the directory synced, so a
+//! visible segment file always has a whole header and zeroed space (the recovery table in
+//! `wal::recovery` relies on both).
+//!
+//! Invariants:
+//! - Frames are written in order and a batch is acknowledged only after the `fdatasync` that
+//!   covers all of it.
+//! - Before the first frame goes to segment k+1, segment k is synced, so damage in a segment
+//!   followed by a segment with data can only be corruption, never a torn batch.
+//! - Writes are whole 4 KiB blocks at 4 KiB-aligned offsets; the partial last block is kept in
+//!   memory (`tail`) and rewritten with the next batch.
+
+use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
+use std::io;
+use std::path::{Path, PathBuf};
+use wal::recovery::TailPosition;
+use wal::segment::{encode_frame, SegmentHeader, DATA_START, FRAME_OVERHEAD};
+use wal::{Lsn, Record, TenantId, TimelineId};
+
+const BLOCK: u64 = 4096;
+/// Zeros written per I/O when preallocating or zeroing a segment.
+const ZERO_CHUNK: usize = 1 << 20;
+
+pub(crate) fn segment_path(wal_dir: &Path, segment_seq: u64) -> PathBuf {
+    wal_dir.join(format!("{segment_seq:016x}.seg"))
+}
+
+/// Segment numbers present in `wal_dir`, sorted; removes leftover `.tmp` files.
+pub(crate) fn list_segments(wal_dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in std::fs::read_dir(wal_dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            tracing::info!(file = %name, "removing unfinished segment file");
+            std::fs::remove_file(wal_dir.join(&*name))?;
+        } else if let Some(hex) = name.strip_suffix(".seg") {
+            if let Ok(seq) = u64::from_str_radix(hex, 16) {
+                seqs.push(seq);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Reads a whole segment file with O_DIRECT.
+pub(crate) async fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
+    let file = dma_open_rw(path).await?;
+    let size = file.file_size().await.map_err(io::Error::from)?;
+    let size = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
+    let read = file.read_at_aligned(0, size).await.map_err(io::Error::from)?;
+    let bytes = read.to_vec();
+    file.close().await.map_err(io::Error::from)?;
+    Ok(bytes)
+}
+
+/// The appending end of one timeline's WAL.
+pub(crate) struct WalWriter {
+    wal_dir: PathBuf,
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    segment_size: u64,
+    segment_seq: u64,
+    file: DmaFile,
+    /// Next frame offset in the current segment; `None` when it is full.
+    write_offset: Option<u64>,
+    /// Bytes of the current partial block, from its aligned start to `write_offset`.
+    tail: Vec<u8>,
+    /// LSN of the last record written (for the next segment header).
+    last_lsn: Lsn,
+    scratch: Vec<u8>,
+}
+
+impl WalWriter {
+    /// Opens the WAL for appending after recovery decided `tail` (or a fresh WAL when `None`).
+    /// Zeroes from `truncate_at` on, when recovery cut a torn tail there.
+    pub(crate) async fn open(
+        wal_dir: PathBuf,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        segment_size: u64,
+        tail: Option<TailPosition>,
+        last_lsn: Lsn,
+        truncate_at: Option<u64>,
+    ) -> io::Result<WalWriter> {
+        let (segment_seq, write_offset) = match tail {
+            Some(t) => (t.segment_seq, t.write_offset),
+            None => (0, None),
+        };
+        let file = if segment_seq == 0 {
+            create_segment(&wal_dir, 1, tenant_id, timeline_id, segment_size, last_lsn).await?
+        } else {
+            dma_open_rw(&segment_path(&wal_dir, segment_seq)).await?
+        };
+        let (segment_seq, write_offset) =
+            if segment_seq == 0 { (1, Some(DATA_START)) } else { (segment_seq, write_offset) };
+        let mut writer = WalWriter {
+            wal_dir,
+            tenant_id,
+            timeline_id,
+            segment_size,
+            segment_seq,
+            file,
+            write_offset,
+            tail: Vec::new(),
+            last_lsn,
+            scratch: Vec::new(),
+        };
+        if let Some(offset) = truncate_at {
+            writer.zero_from(offset).await?;
+        }
+        if let Some(offset) = writer.write_offset {
+            let block_start = offset / BLOCK * BLOCK;
+            let read = writer.file.read_at_aligned(block_start, BLOCK as usize).await?;
+            writer.tail = read[..(offset - block_start) as usize].to_vec();
+        }
+        Ok(writer)
+    }
+
+    /// Zeroes the current segment from `offset` to its end and syncs: the `torn-tail` cut.
+    async fn zero_from(&mut self, offset: u64) -> io::Result<()> {
+        let block_start = offset / BLOCK * BLOCK;
+        let read = self.file.read_at_aligned(block_start, BLOCK as usize).await?;
+        let mut first = self.file.alloc_dma_buffer(BLOCK as usize);
+        first.as_bytes_mut().fill(0);
+        let keep = (offset - block_start) as usize;
+        first.as_bytes_mut()[..keep].copy_from_slice(&read[..keep]);
+        self.file.write_at(first, block_start).await?;
+        write_zeros(&self.file, block_start + BLOCK, self.segment_size).await?;
+        self.file.fdatasync().await?;
+        Ok(())
+    }
+
+    /// Writes `records` and makes them durable (group commit: the caller passes everything that
+    /// accumulated while the previous batch was being synced).
+    pub(crate) async fn write_batch(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut next = 0;
+        while next < records.len() {
+            let frame_len = (records[next].encoded_size() + FRAME_OVERHEAD) as u64;
+            let fits = self.write_offset.is_some_and(|o| o + frame_len <= self.segment_size);
+            if !fits {
+                self.roll().await?;
+            }
+            next = self.write_frames(records, next).await?;
+        }
+        self.file.fdatasync().await?;
+        Ok(())
+    }
+
+    /// Encodes frames from `records[first..]` that fit in the current segment and writes them
+    /// as whole blocks. Returns the index of the first record not written.
+    async fn write_frames(&mut self, records: &[Record], first: usize) -> io::Result<usize> {
+        let offset = self.write_offset.expect("write_frames is called with room in the segment");
+        let block_start = offset / BLOCK * BLOCK;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.tail);
+        let mut next = first;
+        while let Some(record) = records.get(next) {
+            let frame_len = (record.encoded_size() + FRAME_OVERHEAD) as u64;
+            if block_start + self.scratch.len() as u64 + frame_len > self.segment_size {
+                break;
+            }
+            encode_frame(self.segment_seq, record, &mut self.scratch);
+            self.last_lsn = record.lsn;
+            next += 1;
+        }
+        let written_len = self.scratch.len();
+        let io_len = (written_len as u64).div_ceil(BLOCK) * BLOCK;
+        let mut buffer = self.file.alloc_dma_buffer(io_len as usize);
+        let bytes = buffer.as_bytes_mut();
+        bytes[..written_len].copy_from_slice(&self.scratch);
+        bytes[written_len..].fill(0);
+        self.file.write_at(buffer, block_start).await?;
+        let new_offset = block_start + written_len as u64;
+        let new_block_start = new_offset / BLOCK * BLOCK;
+        self.tail.clear();
+        self.tail.extend_from_slice(&self.scratch[(new_block_start - block_start) as usize..]);
+        self.write_offset = Some(new_offset);
+        Ok(next)
+    }
+
+    /// Syncs the full segment and opens the next one.
+    async fn roll(&mut self) -> io::Result<()> {
+        self.file.fdatasync().await?;
+        let next_seq = self.segment_seq + 1;
+        let file = create_segment(
+            &self.wal_dir,
+            next_seq,
+            self.tenant_id,
+            self.timeline_id,
+            self.segment_size,
+            self.last_lsn,
+        )
+        .await?;
+        let old = std::mem::replace(&mut self.file, file);
+        old.close().await?;
+        self.segment_seq = next_seq;
+        self.write_offset = Some(DATA_START);
+        self.tail.clear();
+        Ok(())
+    }
+
+    pub(crate) async fn close(self) -> io::Result<()> {
+        self.file.close().await.map_err(io::Error::from)
+    }
+}
+
+/// Creates segment `segment_seq`: header + zeros under a temporary name, synced, renamed, and
+/// the directory synced. Returns it open for reading and writing.
+pub(crate) async fn create_segment(
+    wal_dir: &Path,
+    segment_seq: u64,
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    segment_size: u64,
+    prev_lsn: Lsn,
+) -> io::Result<DmaFile> {
+    let path = segment_path(wal_dir, segment_seq);
+    let tmp = path.with_extension("seg.tmp");
+    let file = dma_open_rw(&tmp).await?;
+    let header = SegmentHeader {
+        segment_seq,
+        tenant_id,
+        timeline_id,
+        segment_size_bytes: segment_size,
+        prev_lsn,
+    }
+    .encode();
+    let mut buffer = file.alloc_dma_buffer(header.len());
+    buffer.as_bytes_mut().copy_from_slice(&header);
+    file.write_at(buffer, 0).await?;
+    write_zeros(&file, DATA_START, segment_size).await?;
+    file.fdatasync().await?;
+    file.close().await?;
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(wal_dir).await?;
+    dma_open_rw(&path).await
+}
+
+/// Writes zeros over `from..to` (both block-aligned) in large chunks.
+async fn write_zeros(file: &DmaFile, from: u64, to: u64) -> io::Result<()> {
+    let mut offset = from;
+    while offset < to {
+        let len = (to - offset).min(ZERO_CHUNK as u64) as usize;
+        let mut buffer = file.alloc_dma_buffer(len);
+        buffer.as_bytes_mut().fill(0);
+        file.write_at(buffer, offset).await?;
+        offset += len as u64;
+    }
+    Ok(())
+}
