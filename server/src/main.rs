@@ -101,7 +101,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = config.validate()?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     server::serve::run(config)
 }
 

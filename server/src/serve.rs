@@ -40,9 +40,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
-    // Binding without SO_REUSEPORT first detects another server on the port: the cores' own
-    // listeners set SO_REUSEPORT and would silently share it.
-    drop(std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?);
+    refuse_if_port_served(config.listen)?;
     let admin_server = Arc::new(
         tiny_http::Server::http(config.admin_listen)
             .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_listen))?,
@@ -251,6 +249,32 @@ fn wait_for_termination_signal() -> &'static str {
         signal
     };
     if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+}
+
+/// The cores' listeners set SO_REUSEPORT and would silently share the port with another
+/// server (and split its clients with it). Refuse to start if something keeps accepting there.
+/// A trial bind without SO_REUSEPORT is no good: it also fails on our own previous run's
+/// TIME_WAIT sockets. And a just-exited pagecore's listening socket can outlive the process
+/// briefly (the kernel tears down its io_uring, which holds a pending accept, asynchronously),
+/// so only a port that still answers after a grace period counts as taken.
+fn refuse_if_port_served(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut probe = listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut waited = 0;
+    while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{listen} is already served by another process");
+        }
+        waited += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if waited > 0 {
+        tracing::info!(listen = %listen, waited_ms = waited * 50, "waited for the port to be released");
+    }
+    Ok(())
 }
 
 /// Holds an exclusive `flock` on `<data_dir>/.lock` so two servers never share a data dir.

@@ -1,0 +1,144 @@
+//! Starts the real `pagecore` binary on 127.0.0.1 with a temporary data directory and its own
+//! ports, and speaks the real protocol to it.
+
+use server::admin_client::{AdminClient, TenantInfo};
+use server::client::Client;
+use server::proto::Role;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wal::{TenantId, TimelineId};
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub admin_addr: String,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    starts: usize,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestServer {
+    /// Starts a server with `cores` cores, a 64 KiB WAL segment size (so tests cross segment
+    /// boundaries) and a 500 ms LSN wait timeout.
+    pub fn start(cores: usize) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let admin_addr = format!("127.0.0.1:{}", free_port());
+        let config_path = dir.path().join("pagecore.toml");
+        let config = format!(
+            "data_dir = {:?}\nlisten = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
+             lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n",
+            dir.path().join("data")
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("server.log");
+        let mut server =
+            TestServer { child: None, dir, addr, admin_addr, config_path, log_path, starts: 0 };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        writeln!(log, "=== start {} ===", self.starts).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pagecore"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let admin = self.admin();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !admin.ready() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let ss = Command::new("sh").arg("-c").arg(format!("ss -tanp | grep {}", self.addr)).output().unwrap();
+                panic!("pagecore exited with {status} during start:\n{}\n{}", self.log(), String::from_utf8_lossy(&ss.stdout));
+            }
+            assert!(Instant::now() < deadline, "pagecore not ready in 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.admin_addr)
+    }
+
+    /// Stops with SIGTERM (clean shutdown) and waits; panics if the exit is not clean.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(status.success(), "pagecore exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Kills with SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart_clean(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts again after [`TestServer::stop`] (e.g. once the test changed files on disk).
+    pub fn restart_clean_after_stop(&mut self) {
+        assert!(self.child.is_none(), "server still running");
+        self.spawn();
+    }
+
+    pub fn restart_after_kill9(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Creates a tenant with one timeline.
+    pub fn create_tenant(&self) -> (TenantInfo, TimelineId) {
+        let admin = self.admin();
+        let tenant = admin.create_tenant(None).unwrap();
+        let timeline = admin.create_timeline(tenant.tenant_id, None).unwrap();
+        (tenant, timeline.timeline_id)
+    }
+
+    pub fn connect(&self, role: Role, tenant: TenantId, timeline: TimelineId, term: u64) -> Client {
+        Client::connect(&self.addr, role, tenant, timeline, term).unwrap()
+    }
+
+    /// Fails if the log has ERROR or WARN lines other than those containing one of `allowed`.
+    pub fn assert_log_clean(&self, allowed: &[&str]) {
+        let log = self.log();
+        let unexpected: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+            .collect();
+        assert!(unexpected.is_empty(), "unexpected ERROR/WARN lines:\n{}", unexpected.join("\n"));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

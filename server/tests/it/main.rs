@@ -1,0 +1,8 @@
+//! Integration tests: the real `pagecore` binary, real sockets, real O_DIRECT files.
+
+mod bad_input;
+mod cores;
+mod durability;
+mod harness;
+mod reads;
+mod support;

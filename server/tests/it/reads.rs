@@ -1,0 +1,106 @@
+//! GetPage@LSN, GetPages and RelSize through the real server.
+
+use crate::harness::TestServer;
+use crate::support::{delta, image, key, Model, REL};
+use server::proto::{Role, Status};
+use std::time::{Duration, Instant};
+use wal::{BlockNumber, Lsn};
+
+#[test]
+fn reads_pages_at_old_new_and_future_lsns() {
+    let server = TestServer::start(2);
+    let (tenant, timeline) = server.create_tenant();
+    let mut writer = server.connect(Role::Writer, tenant.tenant_id, timeline, 1);
+    let mut model = Model::default();
+    let batches = [
+        vec![image(0x10, 0, 1), image(0x20, 1, 2)],
+        vec![delta(0x30, 0, 100, b"hello"), delta(0x40, 1, 8000, b"tail")],
+        vec![image(0x50, 0, 3), delta(0x60, 0, 0, b"head")],
+    ];
+    for batch in &batches {
+        let durable = writer.append_wal(batch).unwrap();
+        assert_eq!(durable, batch.last().unwrap().lsn);
+        model.add(batch);
+    }
+    let mut reader = server.connect(Role::Reader, tenant.tenant_id, timeline, 0);
+    assert_eq!(reader.hello().last_lsn, 0x60);
+    for lsn in [0x10, 0x1f, 0x20, 0x35, 0x40, 0x55, 0x60, 0x1000] {
+        for block in [0, 1] {
+            let expected = model.page_at(key(block), Lsn(lsn.min(0x60)));
+            let got = reader.get_page(key(block), Lsn(lsn), Lsn(lsn.min(0x60)));
+            match expected {
+                Some(page) => assert_eq!(got.unwrap()[..], page[..], "block {block} at {lsn:#x}"),
+                None => assert_eq!(got.unwrap_err().status(), Some(Status::NotFound)),
+            }
+        }
+    }
+    // Batched read of both blocks plus one beyond the relation end.
+    let blocks = [BlockNumber(0), BlockNumber(1), BlockNumber(7)];
+    let pages = reader.get_pages(REL, Lsn(0x40), &blocks).unwrap();
+    assert_eq!(pages[0].as_ref().unwrap()[..], model.page_at(key(0), Lsn(0x40)).unwrap()[..]);
+    assert_eq!(pages[1].as_ref().unwrap()[..], model.page_at(key(1), Lsn(0x40)).unwrap()[..]);
+    assert_eq!(pages[2], Err(Status::NotFound));
+    assert_eq!(reader.rel_size(REL, Lsn(0x10)).unwrap(), 1);
+    assert_eq!(reader.rel_size(REL, Lsn(0x60)).unwrap(), 2);
+    assert_eq!(reader.rel_size(REL, Lsn(0x5)).unwrap_err().status(), Some(Status::NotFound));
+
+    // A future LSN times out after the configured 500 ms ...
+    let started = Instant::now();
+    let error = reader.get_page(key(0), Lsn(0x70), Lsn(0x70)).unwrap_err();
+    assert_eq!(error.status(), Some(Status::LsnTimeout));
+    assert!(started.elapsed() >= Duration::from_millis(450), "timed out too early");
+    // ... but a future LSN that arrives while the read waits is served.
+    let waiting = std::thread::spawn({
+        let (addr, tenant_id) = (server.addr.clone(), tenant.tenant_id);
+        move || {
+            let mut reader = server::client::Client::connect(addr, Role::Reader, tenant_id, timeline, 0).unwrap();
+            reader.get_page(key(0), Lsn(0x80), Lsn(0x80)).unwrap()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    writer.append_wal(&[delta(0x80, 0, 0, b"late")]).unwrap();
+    assert_eq!(&waiting.join().unwrap()[..4], b"late");
+    // Reads that only need an older LSN do not wait for newer ones (not_modified_since).
+    let started = Instant::now();
+    let page = reader.get_page(key(1), Lsn(0x9000), Lsn(0x40)).unwrap();
+    assert_eq!(page[..], model.page_at(key(1), Lsn(0x60)).unwrap()[..]);
+    assert!(started.elapsed() < Duration::from_millis(400));
+    server.assert_log_clean(&[]);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = TestServer::start(1);
+    let (tenant, timeline) = server.create_tenant();
+    let mut writer = server.connect(Role::Writer, tenant.tenant_id, timeline, 1);
+    let records: Vec<_> = (0..32).map(|b| image(0x100 + u64::from(b), b, u64::from(b))).collect();
+    writer.append_wal(&records).unwrap();
+    let mut reader = server.connect(Role::Reader, tenant.tenant_id, timeline, 0);
+    let ids: Vec<u64> = (0..200u32)
+        .map(|i| reader.send_get_page(key(i % 40), Lsn(0x200), Lsn(0x11f)))
+        .collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let response = reader.recv().unwrap();
+        assert_eq!(response.request_id, id);
+        let block = i as u32 % 40;
+        if block < 32 {
+            assert_eq!(response.status, Status::Ok);
+            assert_eq!(response.body[..], image(0, block, u64::from(block)).encoded_image()[..]);
+        } else {
+            assert_eq!(response.status, Status::NotFound);
+        }
+    }
+}
+
+trait ImageBytes {
+    fn encoded_image(&self) -> Vec<u8>;
+}
+
+impl ImageBytes for wal::Record {
+    fn encoded_image(&self) -> Vec<u8> {
+        match &self.body {
+            wal::RecordBody::Image(page) => page.to_vec(),
+            _ => unreachable!("only images"),
+        }
+    }
+}
