@@ -121,3 +121,6 @@ impl Config {
         (xxhash_rust::xxh3::xxh3_64(&tenant.0) % self.cores as u64) as usize
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,3 +6,4 @@ mod durability;
 mod harness;
 mod reads;
 mod support;
+mod tidy;
