@@ -161,9 +161,8 @@ impl TimelineIndex {
     /// Writes the page `key` as of `lsn` into `out`.
     pub fn get_page(&self, key: PageKey, lsn: Lsn, out: &mut [u8; PAGE_SIZE]) -> Result<(), Error> {
         let history = self.rels.get(&key.rel);
-        let nblocks = history
-            .and_then(|h| h.size_at(lsn))
-            .ok_or(Error::NoRelation { rel: key.rel, lsn })?;
+        let nblocks =
+            history.and_then(|h| h.size_at(lsn)).ok_or(Error::NoRelation { rel: key.rel, lsn })?;
         if key.block.0 >= nblocks {
             return Err(Error::BeyondEnd { rel: key.rel, block: key.block, nblocks, lsn });
         }

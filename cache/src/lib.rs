@@ -6,5 +6,6 @@
 //! no I/O, spawns no threads and reads no clock.
 
 pub mod index;
+pub mod layer;
 
 pub use index::{Error, IndexStats, TimelineIndex};

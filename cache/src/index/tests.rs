@@ -52,7 +52,11 @@ fn relation_size_follows_writes_truncation_and_drop() {
     assert_eq!(read(&index, key(1, 4), 15).unwrap()[0], 1);
     let extend = Record { lsn: Lsn(30), key: key(1, 0), body: RecordBody::RelSize(8) };
     index.apply(extend).unwrap();
-    assert_eq!(read(&index, key(1, 4), 30).unwrap(), vec![0; PAGE_SIZE], "re-extended block is zero");
+    assert_eq!(
+        read(&index, key(1, 4), 30).unwrap(),
+        vec![0; PAGE_SIZE],
+        "re-extended block is zero"
+    );
     index.apply(Record { lsn: Lsn(40), key: key(1, 0), body: RecordBody::RelDrop }).unwrap();
     assert_eq!(index.rel_size(rel(1), Lsn(40)), None);
     assert_eq!(index.rel_size(rel(1), Lsn(39)), Some(8));
