@@ -117,7 +117,8 @@ pub(crate) fn run(server: Arc<tiny_http::Server>, state: AdminState) {
         };
         let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
             .expect("static header is valid");
-        let response = tiny_http::Response::from_string(json).with_status_code(status).with_header(header);
+        let response =
+            tiny_http::Response::from_string(json).with_status_code(status).with_header(header);
         if let Err(error) = request.respond(response) {
             tracing::info!(%error, "admin client went away");
         }
@@ -142,7 +143,8 @@ struct CreateTimeline {
 
 fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) -> (u16, String) {
     use tiny_http::Method::{Get, Post};
-    let path: Vec<&str> = url.split('?').next().unwrap_or("").split('/').filter(|s| !s.is_empty()).collect();
+    let path: Vec<&str> =
+        url.split('?').next().unwrap_or("").split('/').filter(|s| !s.is_empty()).collect();
     match (method, path.as_slice()) {
         (Get, ["health"]) => (200, serde_json::json!({ "status": "ok" }).to_string()),
         (Get, ["ready"]) => {
@@ -175,7 +177,10 @@ fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) 
             created(state.ask(core, AdminCommand::CreateTenant { tenant_id }))
         }
         (Get, ["v1", "tenants", tenant]) => match tenant.parse::<TenantId>() {
-            Ok(tenant_id) => reply(state.ask(state.config.owner_core(tenant_id), AdminCommand::GetTenant { tenant_id })),
+            Ok(tenant_id) => reply(
+                state
+                    .ask(state.config.owner_core(tenant_id), AdminCommand::GetTenant { tenant_id }),
+            ),
             Err(e) => (400, error_json(&e.to_string())),
         },
         (Post, ["v1", "tenants", tenant, "timelines"]) => {
@@ -227,7 +232,9 @@ fn created(answer: AdminReply) -> (u16, String) {
 }
 
 fn reply(answer: AdminReply) -> (u16, String) {
-    let json = |value: Result<String, serde_json::Error>| value.unwrap_or_else(|e| error_json(&e.to_string()));
+    let json = |value: Result<String, serde_json::Error>| {
+        value.unwrap_or_else(|e| error_json(&e.to_string()))
+    };
     match answer {
         AdminReply::Tenant(info) => (200, json(serde_json::to_string(&info))),
         AdminReply::Tenants(list) => (200, json(serde_json::to_string(&list))),

@@ -25,7 +25,12 @@ impl AdminClient {
         AdminClient { base: format!("http://{addr}"), agent }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<String, AdminError> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<String, AdminError> {
         let url = format!("{}{}", self.base, path);
         let request = self.agent.request(method, &url);
         let result = match body {
@@ -45,7 +50,8 @@ impl AdminClient {
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&self, text: String) -> Result<T, AdminError> {
-        serde_json::from_str(&text).map_err(|e| AdminError::Request { url: self.base.clone(), message: e.to_string() })
+        serde_json::from_str(&text)
+            .map_err(|e| AdminError::Request { url: self.base.clone(), message: e.to_string() })
     }
 
     pub fn ready(&self) -> bool {
@@ -58,7 +64,11 @@ impl AdminClient {
         self.parse(text)
     }
 
-    pub fn create_timeline(&self, tenant_id: TenantId, timeline_id: Option<TimelineId>) -> Result<TimelineInfo, AdminError> {
+    pub fn create_timeline(
+        &self,
+        tenant_id: TenantId,
+        timeline_id: Option<TimelineId>,
+    ) -> Result<TimelineInfo, AdminError> {
         let body = serde_json::json!({ "timeline_id": timeline_id.map(|t| t.to_string()) });
         let text = self.call("POST", &format!("/v1/tenants/{tenant_id}/timelines"), Some(body))?;
         self.parse(text)

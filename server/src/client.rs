@@ -118,13 +118,19 @@ impl Client {
         id
     }
 
-    pub fn send_get_page(&mut self, key: PageKey, request_lsn: Lsn, not_modified_since: Lsn) -> u64 {
+    pub fn send_get_page(
+        &mut self,
+        key: PageKey,
+        request_lsn: Lsn,
+        not_modified_since: Lsn,
+    ) -> u64 {
         self.send(&Request::GetPage { key, request_lsn, not_modified_since })
     }
 
     pub fn send_get_pages(&mut self, rel: RelTag, lsn: Lsn, blocks: &[BlockNumber]) -> u64 {
         let mut storage = std::mem::take(&mut self.scratch);
-        let id = self.send(&Request::GetPages { rel, lsn, blocks: block_list(blocks, &mut storage) });
+        let id =
+            self.send(&Request::GetPages { rel, lsn, blocks: block_list(blocks, &mut storage) });
         self.scratch = storage;
         id
     }
@@ -152,7 +158,10 @@ impl Client {
     }
 
     /// Receives the next response and passes it, borrowed, to `on_response`.
-    pub fn recv_with<T>(&mut self, on_response: impl FnOnce(Response<'_>) -> T) -> Result<T, ClientError> {
+    pub fn recv_with<T>(
+        &mut self,
+        on_response: impl FnOnce(Response<'_>) -> T,
+    ) -> Result<T, ClientError> {
         self.flush()?;
         loop {
             if let Some((frame, used)) = decode_frame(&self.input[self.start..self.filled])
@@ -220,7 +229,12 @@ impl Client {
 
     /// The page `key` as of `request_lsn`; the server waits until `not_modified_since` is
     /// ingested.
-    pub fn get_page(&mut self, key: PageKey, request_lsn: Lsn, not_modified_since: Lsn) -> Result<Box<[u8; PAGE_SIZE]>, ClientError> {
+    pub fn get_page(
+        &mut self,
+        key: PageKey,
+        request_lsn: Lsn,
+        not_modified_since: Lsn,
+    ) -> Result<Box<[u8; PAGE_SIZE]>, ClientError> {
         let id = self.send_get_page(key, request_lsn, not_modified_since);
         let body = self.recv_expecting(id)?.into_result()?;
         let page: Box<[u8; PAGE_SIZE]> = body
@@ -231,7 +245,12 @@ impl Client {
     }
 
     /// Pages of `blocks` at `lsn`: one result per block.
-    pub fn get_pages(&mut self, rel: RelTag, lsn: Lsn, blocks: &[BlockNumber]) -> Result<Vec<Result<Vec<u8>, Status>>, ClientError> {
+    pub fn get_pages(
+        &mut self,
+        rel: RelTag,
+        lsn: Lsn,
+        blocks: &[BlockNumber],
+    ) -> Result<Vec<Result<Vec<u8>, Status>>, ClientError> {
         let id = self.send_get_pages(rel, lsn, blocks);
         let body = self.recv_expecting(id)?.into_result()?;
         let entries = get_pages_entries(&body)?;

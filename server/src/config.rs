@@ -82,7 +82,8 @@ impl Config {
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+        toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
     }
 
     /// Resolves `cores = 0` and checks every setting.
@@ -96,7 +97,7 @@ impl Config {
             return Err(ConfigError::Invalid { key: "cores", why });
         }
         let segment = self.wal.segment_size_bytes;
-        if segment % 4096 != 0 || segment < 64 * 1024 || segment > (1 << 32) {
+        if segment % 4096 != 0 || !(64 * 1024..=(1 << 32)).contains(&segment) {
             let why = format!("{segment} is not a multiple of 4096 between 64 KiB and 4 GiB");
             return Err(ConfigError::Invalid { key: "wal.segment_size_bytes", why });
         }

@@ -88,7 +88,10 @@ impl Input {
 }
 
 /// Reads until a whole first frame is buffered. `Ok(false)`: the peer closed first.
-pub(crate) async fn read_first_frame(stream: &mut TcpStream, input: &mut Input) -> io::Result<bool> {
+pub(crate) async fn read_first_frame(
+    stream: &mut TcpStream,
+    input: &mut Input,
+) -> io::Result<bool> {
     loop {
         match decode_frame(input.unread()) {
             Ok(Some(_)) | Err(_) => return Ok(true),
@@ -154,11 +157,17 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
     };
     let Hello { protocol_version, role, tenant_id, timeline_id, writer_term, .. } = hello;
     if protocol_version != PROTOCOL_VERSION {
-        let message = format!("protocol version {protocol_version} unsupported; server speaks {PROTOCOL_VERSION}");
+        let message = format!(
+            "protocol version {protocol_version} unsupported; server speaks {PROTOCOL_VERSION}"
+        );
         return reject(out, Status::BadRequest, message);
     }
     let Some(timeline) = core.timeline(tenant_id, timeline_id) else {
-        return reject(out, Status::UnknownTimeline, format!("tenant {tenant_id} timeline {timeline_id} not found"));
+        return reject(
+            out,
+            Status::UnknownTimeline,
+            format!("tenant {tenant_id} timeline {timeline_id} not found"),
+        );
     };
     if let Some(why) = timeline.broken() {
         return reject(out, Status::Corrupt, format!("timeline cannot be served: {why}"));
@@ -167,7 +176,11 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
         match timeline.adopt_term(writer_term).await {
             Ok(()) => {}
             Err(AppendError::Fenced { term, current }) => {
-                return reject(out, Status::Fenced, format!("writer term {term} is below the current term {current}"));
+                return reject(
+                    out,
+                    Status::Fenced,
+                    format!("writer term {term} is below the current term {current}"),
+                );
             }
             Err(other) => return reject(out, Status::Internal, format!("{other:?}")),
         }
@@ -218,7 +231,12 @@ async fn serve_requests(
 }
 
 /// Answers one request into `out`.
-async fn handle(session: &Session, frame: &Frame<'_>, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+async fn handle(
+    session: &Session,
+    frame: &Frame<'_>,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let id = frame.request_id;
     let response_tag = if frame.tag & 0x80 == 0 { frame.tag | 0x80 } else { TAG_PROTOCOL_ERROR };
     let request = match Request::decode(frame) {
@@ -234,14 +252,22 @@ async fn handle(session: &Session, frame: &Frame<'_>, stream: &mut TcpStream, ou
             finish(out, start);
         }
         Request::Hello(_) => {
-            encode_error(out, response_tag, id, Status::BadRequest, format_args!("Hello was already sent"));
+            encode_error(
+                out,
+                response_tag,
+                id,
+                Status::BadRequest,
+                format_args!("Hello was already sent"),
+            );
         }
         Request::GetPage { key, request_lsn, not_modified_since } => {
             if let Err((status, message)) = check_read_lsns(request_lsn, not_modified_since) {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            if let Err((status, message)) = wait_lsn(session, not_modified_since, stream, out).await? {
+            if let Err((status, message)) =
+                wait_lsn(session, not_modified_since, stream, out).await?
+            {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
@@ -266,8 +292,13 @@ async fn handle(session: &Session, frame: &Frame<'_>, stream: &mut TcpStream, ou
                     out.put_u32(0);
                     finish(out, start);
                 }
-                None => encode_error(out, response_tag, id, Status::NotFound,
-                    format_args!("relation {rel} does not exist at {lsn}")),
+                None => encode_error(
+                    out,
+                    response_tag,
+                    id,
+                    Status::NotFound,
+                    format_args!("relation {rel} does not exist at {lsn}"),
+                ),
             }
         }
         Request::AppendWal { records } => {
@@ -294,14 +325,20 @@ fn check_read_lsns(request_lsn: Lsn, not_modified_since: Lsn) -> Result<(), Refu
         return Err((Status::BadRequest, "request_lsn must not be 0".into()));
     }
     if not_modified_since > request_lsn {
-        return Err((Status::BadRequest, format!(
-            "not_modified_since {not_modified_since} is after request_lsn {request_lsn}"
-        )));
+        return Err((
+            Status::BadRequest,
+            format!("not_modified_since {not_modified_since} is after request_lsn {request_lsn}"),
+        ));
     }
     Ok(())
 }
 
-async fn wait_for_read(session: &Session, lsn: Lsn, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<Result<(), Refusal>> {
+async fn wait_for_read(
+    session: &Session,
+    lsn: Lsn,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<Result<(), Refusal>> {
     if lsn == Lsn::INVALID {
         return Ok(Err((Status::BadRequest, "lsn must not be 0".into())));
     }
@@ -310,7 +347,12 @@ async fn wait_for_read(session: &Session, lsn: Lsn, stream: &mut TcpStream, out:
 
 /// Waits until the timeline has ingested `target`, for at most the configured time. Writes the
 /// responses already produced first, so they are not held back by the wait.
-async fn wait_lsn(session: &Session, target: Lsn, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<Result<(), Refusal>> {
+async fn wait_lsn(
+    session: &Session,
+    target: Lsn,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<Result<(), Refusal>> {
     let applied = &session.timeline.applied;
     if applied.get() >= target {
         return Ok(Ok(()));
@@ -322,18 +364,31 @@ async fn wait_lsn(session: &Session, target: Lsn, stream: &mut TcpStream, out: &
         stream.write_all(out).await?;
         out.clear();
     }
-    let waited = glommio::timer::timeout(session.lsn_wait, async { Ok(applied.wait_for(target).await) }).await;
+    let waited =
+        glommio::timer::timeout(session.lsn_wait, async { Ok(applied.wait_for(target).await) })
+            .await;
     Ok(match waited {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(why)) => Err((Status::Internal, why)),
-        Err(_) => Err((Status::LsnTimeout, format!(
-            "LSN {target} not ingested within {} ms (last ingested {})",
-            session.lsn_wait.as_millis(), applied.get()
-        ))),
+        Err(_) => Err((
+            Status::LsnTimeout,
+            format!(
+                "LSN {target} not ingested within {} ms (last ingested {})",
+                session.lsn_wait.as_millis(),
+                applied.get()
+            ),
+        )),
     })
 }
 
-fn get_page(session: &Session, key: PageKey, lsn: Lsn, response_tag: u8, id: u64, out: &mut Vec<u8>) {
+fn get_page(
+    session: &Session,
+    key: PageKey,
+    lsn: Lsn,
+    response_tag: u8,
+    id: u64,
+    out: &mut Vec<u8>,
+) {
     let start = begin_ok(out, response_tag, id);
     let page_at = out.len();
     out.resize(page_at + PAGE_SIZE, 0);
@@ -347,7 +402,15 @@ fn get_page(session: &Session, key: PageKey, lsn: Lsn, response_tag: u8, id: u64
     }
 }
 
-fn get_pages(session: &Session, rel: RelTag, lsn: Lsn, blocks: BlockList<'_>, response_tag: u8, id: u64, out: &mut Vec<u8>) {
+fn get_pages(
+    session: &Session,
+    rel: RelTag,
+    lsn: Lsn,
+    blocks: BlockList<'_>,
+    response_tag: u8,
+    id: u64,
+    out: &mut Vec<u8>,
+) {
     let start = begin_ok(out, response_tag, id);
     out.put_u16(u16::try_from(blocks.len()).expect("GetPages count is bounded"));
     out.put_u16(0);
@@ -358,7 +421,8 @@ fn get_pages(session: &Session, rel: RelTag, lsn: Lsn, blocks: BlockList<'_>, re
         out.put_u16(0);
         let page_at = out.len();
         out.resize(page_at + PAGE_SIZE, 0);
-        let page: &mut [u8; PAGE_SIZE] = (&mut out[page_at..]).try_into().expect("exactly one page");
+        let page: &mut [u8; PAGE_SIZE] =
+            (&mut out[page_at..]).try_into().expect("exactly one page");
         if index.get_page(PageKey { rel, block }, lsn, page).is_err() {
             out.truncate(page_at);
             out[entry_at..entry_at + 2].copy_from_slice(&(Status::NotFound as u16).to_le_bytes());
@@ -367,7 +431,12 @@ fn get_pages(session: &Session, rel: RelTag, lsn: Lsn, blocks: BlockList<'_>, re
     finish(out, start);
 }
 
-async fn append(session: &Session, records: RecordList<'_>, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<Result<Lsn, Refusal>> {
+async fn append(
+    session: &Session,
+    records: RecordList<'_>,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<Result<Lsn, Refusal>> {
     if session.role != Role::Writer {
         return Ok(Err((Status::Unauthorized, "this connection is not a writer".into())));
     }
@@ -376,9 +445,6 @@ async fn append(session: &Session, records: RecordList<'_>, stream: &mut TcpStre
         Err(error) => return Ok(Err((Status::BadRequest, format!("invalid record: {error}")))),
     };
     let timeline = &session.timeline;
-    if records.is_empty() {
-        return Ok(Ok(timeline.applied.get()));
-    }
     let target = match timeline.accept(session.writer_term, records) {
         Ok(target) => target,
         Err(refusal) => return Ok(Err(append_refusal(refusal))),
@@ -398,9 +464,10 @@ fn append_refusal(refusal: AppendError) -> Refusal {
         AppendError::Fenced { term, current } => {
             (Status::Fenced, format!("writer term {term} was fenced by term {current}"))
         }
-        AppendError::OutOfOrder { lsn, last } => {
-            (Status::LsnOutOfOrder, format!("record LSN {lsn} is not after the last appended LSN {last}"))
-        }
+        AppendError::OutOfOrder { lsn, last } => (
+            Status::LsnOutOfOrder,
+            format!("record LSN {lsn} is not after the last appended LSN {last}"),
+        ),
         AppendError::SlowDown { pending_bytes } => {
             (Status::SlowDown, format!("{pending_bytes} bytes wait for the WAL; retry later"))
         }

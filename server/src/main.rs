@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "pagecore", version, about = "An io_uring page server for databases that separate storage from compute")]
+#[command(
+    name = "pagecore",
+    version,
+    about = "An io_uring page server for databases that separate storage from compute"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -40,9 +40,7 @@ pub(crate) async fn probe_dma(data_dir: &Path, core: usize) -> io::Result<()> {
 }
 
 /// Blocking work (metadata files, directory scans) on the core's helper thread.
-pub(crate) async fn blocking<R: Send + 'static>(
-    work: impl FnOnce() -> R + Send + 'static,
-) -> R {
+pub(crate) async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(work).await
 }
 

@@ -61,10 +61,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("starting core {core}: {e}"))?;
         executors.push(executor);
     }
-    let admin_state = AdminState { config: config.clone(), mailboxes: mailboxes.clone(), ready_cores };
+    let admin_state =
+        AdminState { config: config.clone(), mailboxes: mailboxes.clone(), ready_cores };
     let admin_thread = {
         let server = admin_server.clone();
-        std::thread::Builder::new().name("admin".into()).spawn(move || admin::run(server, admin_state))?
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || admin::run(server, admin_state))?
     };
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, cores = config.cores,
         data_dir = %config.data_dir.display(), "pagecore starting");
@@ -109,13 +112,17 @@ async fn core_main(
     core.load_tenants().await.context("loading tenants")?;
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
-    let (senders, receivers) = mesh.join().await.map_err(|e| anyhow::anyhow!("joining the core mesh: {e}"))?;
+    let (senders, receivers) =
+        mesh.join().await.map_err(|e| anyhow::anyhow!("joining the core mesh: {e}"))?;
     let senders = Rc::new(senders);
     let handoffs = glommio::spawn_local(receive_handoffs(core.clone(), receivers));
     let acceptor = glommio::spawn_local(accept_loop(core.clone(), listener, senders));
     let cores_ready = ready.fetch_add(1, Ordering::AcqRel) + 1;
     if cores_ready == config.cores {
-        tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "ready: all cores recovered and listening");
+        tracing::info!(
+            startup_ms = started.elapsed().as_millis() as u64,
+            "ready: all cores recovered and listening"
+        );
     }
     serve_mailbox(&core, &mailbox).await;
     drop(acceptor);
@@ -149,7 +156,8 @@ async fn accept_loop(core: Rc<LocalCore>, listener: TcpListener, senders: Rc<Sen
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                glommio::spawn_local(route_connection(core.clone(), senders.clone(), stream)).detach();
+                glommio::spawn_local(route_connection(core.clone(), senders.clone(), stream))
+                    .detach();
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
@@ -160,7 +168,11 @@ async fn accept_loop(core: Rc<LocalCore>, listener: TcpListener, senders: Rc<Sen
 }
 
 /// Reads the `Hello` and serves the connection here or hands it to its owner core.
-async fn route_connection(core: Rc<LocalCore>, senders: Rc<Senders<Handoff>>, mut stream: TcpStream) {
+async fn route_connection(
+    core: Rc<LocalCore>,
+    senders: Rc<Senders<Handoff>>,
+    mut stream: TcpStream,
+) {
     let mut input = Input::new();
     let hello_timeout = Duration::from_millis(core.config.hello_timeout_ms);
     let first = glommio::timer::timeout(hello_timeout, async {
@@ -248,7 +260,11 @@ fn wait_for_termination_signal() -> &'static str {
         libc::sigwait(&set, &mut signal);
         signal
     };
-    if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+    if signal == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
 }
 
 /// The cores' listeners set SO_REUSEPORT and would silently share the port with another

@@ -131,8 +131,8 @@ impl Timeline {
             .zip(&images)
             .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
             .collect();
-        let recovered = recover(self.tenant_id, self.timeline_id, &segments)
-            .map_err(|e| e.to_string())?;
+        let recovered =
+            recover(self.tenant_id, self.timeline_id, &segments).map_err(|e| e.to_string())?;
         drop(segments);
         drop(images);
         tracing::info!(tenant = %self.tenant_id, timeline = %self.timeline_id,
@@ -142,11 +142,12 @@ impl Timeline {
             std::fs::remove_file(segment_path(&wal_dir, *seq))
                 .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
         }
-        let mut index = self.index.borrow_mut();
-        for record in recovered.records {
-            index.apply(record).map_err(|e| format!("replaying WAL: {e}"))?;
+        {
+            let mut index = self.index.borrow_mut();
+            for record in recovered.records {
+                index.apply(record).map_err(|e| format!("replaying WAL: {e}"))?;
+            }
         }
-        drop(index);
         self.applied.advance(recovered.last_lsn);
         self.last_accepted.set(recovered.last_lsn);
         WalWriter::open(
@@ -191,6 +192,8 @@ impl Timeline {
 
     /// Queues records for the next group commit after checking term, order and backpressure;
     /// returns the LSN to wait for. All-or-nothing: a batch with one bad record queues nothing.
+    /// An empty batch is a barrier: it returns the last accepted LSN, so its answer comes once
+    /// everything accepted before it is durable.
     pub(crate) fn accept(&self, term: u64, records: Vec<Record>) -> Result<Lsn, AppendError> {
         if let Some(why) = self.broken() {
             return Err(AppendError::Broken(why));

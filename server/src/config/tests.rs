@@ -14,7 +14,10 @@ fn example_config_in_deploy_parses_and_validates() {
 fn rejects_bad_settings() {
     let mut config = Config { cores: 1, ..Config::default() };
     config.wal.segment_size_bytes = 5000;
-    assert!(matches!(config.validate(), Err(ConfigError::Invalid { key: "wal.segment_size_bytes", .. })));
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid { key: "wal.segment_size_bytes", .. })
+    ));
     let mut config = Config { cores: 1, ..Config::default() };
     config.placement.insert("nothex".into(), 0);
     assert!(matches!(config.validate(), Err(ConfigError::Invalid { key: "placement", .. })));

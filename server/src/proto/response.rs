@@ -156,9 +156,10 @@ impl HelloOk {
 }
 
 /// Iterates the entries of a `GetPages` answer: `(status, page)` per requested block.
-pub fn get_pages_entries(
-    body: &[u8],
-) -> Result<Vec<(Status, Option<&[u8]>)>, MalformedResponse> {
+/// One block's answer in a `GetPages` response: its status and, for `Ok`, the page.
+pub type PagesEntry<'a> = (Status, Option<&'a [u8]>);
+
+pub fn get_pages_entries(body: &[u8]) -> Result<Vec<PagesEntry<'_>>, MalformedResponse> {
     let mut reader = Reader::new(body);
     let count = reader.u16()?;
     reader.skip(2)?;
@@ -166,7 +167,9 @@ pub fn get_pages_entries(
     for _ in 0..count {
         let code = reader.u16()?;
         reader.skip(2)?;
-        let status = Status::from_u16(code).ok_or(MalformedResponse("unknown entry status"))?;
+        // A status this build does not know (from a newer server) reads as Internal; only Ok
+        // entries carry a page, so the layout stays decodable.
+        let status = Status::from_u16(code).unwrap_or(Status::Internal);
         let page = if status == Status::Ok { Some(reader.take(PAGE_SIZE)?) } else { None };
         entries.push((status, page));
     }
