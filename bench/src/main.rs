@@ -1,10 +1,34 @@
-//! `pagecore-bench`: load generator and end-to-end checks for pagecore.
+//! `pagecore-bench`: the load generator for pagecore, pgbench-style, with the machine's raw
+//! ceilings measured in the same process (`bench/README.md` is the user guide).
+//!
+//! Commands: `init` loads pgbench-shaped tenants through the protocol, `run` drives a workload
+//! and reports latency and throughput, `ceiling` measures the machine's limits, `smoke` is an
+//! end-to-end byte check. Every command takes `--addr`, `--admin-addr`, `--json`, `--hdr-log`
+//! and `--html`.
 
+mod aes_xts;
+mod aligned;
+mod ceiling;
+mod committer;
+mod conn;
+mod hdr_log;
+mod html;
+mod init;
+mod job;
+mod layout;
 mod model;
+mod report;
+mod rng;
+mod run;
 mod smoke;
+mod state;
+mod stats;
+mod workload;
+mod zipf;
 
 use clap::{Parser, Subcommand};
 use server::config::{DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "pagecore-bench", version, about = "Load generator and checks for pagecore")]
@@ -15,12 +39,34 @@ struct Cli {
     /// Admin API address of the server.
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, global = true)]
     admin_addr: String,
+    #[command(flatten)]
+    outputs: Outputs,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Machine-readable outputs every command can write.
+#[derive(clap::Args, Debug, Default)]
+pub struct Outputs {
+    /// Write a JSON summary (schema in bench/README.md).
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (one histogram per operation per interval).
+    #[arg(long, global = true)]
+    pub hdr_log: Option<PathBuf>,
+    /// Write a self-contained HTML report with latency and throughput plots.
+    #[arg(long, global = true)]
+    pub html: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create tenants and load pgbench-shaped relations (as AppendWal page images).
+    Init(init::InitArgs),
+    /// Run a workload against the tenants `init` created.
+    Run(Box<run::RunArgs>),
+    /// Measure the machine's raw ceilings: disk reads, loopback TCP, AES, fdatasync.
+    Ceiling(ceiling::CeilingCommand),
     /// Create a tenant, append images and deltas, read them back at several LSNs and check
     /// every byte; exits non-zero on any mismatch.
     Smoke,
@@ -28,7 +74,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match &cli.command {
+        Command::Init(args) => init::run(&cli.addr, &cli.admin_addr, args, &cli.outputs),
+        Command::Run(args) => run::run(&cli.addr, &cli.admin_addr, args, &cli.outputs),
+        Command::Ceiling(args) => ceiling::command(args, &cli.outputs),
         Command::Smoke => smoke::run(&cli.addr, &cli.admin_addr),
     };
     match result {

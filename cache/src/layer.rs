@@ -184,7 +184,13 @@ pub struct LayerWriter {
 }
 
 impl LayerWriter {
-    pub fn new(kind: LayerKind, tenant_id: TenantId, timeline_id: TimelineId, lsn_start: Lsn, lsn_end: Lsn) -> Self {
+    pub fn new(
+        kind: LayerKind,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        lsn_start: Lsn,
+        lsn_end: Lsn,
+    ) -> Self {
         assert!(lsn_start <= lsn_end, "layer LSN range is inverted");
         LayerWriter {
             kind,
@@ -227,8 +233,10 @@ impl LayerWriter {
         self.check_order(key, lsn);
         let offset = self.deltas.len() as u64;
         self.deltas.extend_from_slice(payload);
-        let len = u32::try_from(payload.len()).expect("delta payloads are bounded by MAX_RECORD_SIZE");
-        let entry = IndexEntry { key, lsn, offset, len, is_image: false, checksum: xxh3_64(payload) };
+        let len =
+            u32::try_from(payload.len()).expect("delta payloads are bounded by MAX_RECORD_SIZE");
+        let entry =
+            IndexEntry { key, lsn, offset, len, is_image: false, checksum: xxh3_64(payload) };
         self.entries.push((entry, false));
     }
 
@@ -257,7 +265,8 @@ impl LayerWriter {
                 entry
             })
             .collect();
-        let mut index = Vec::with_capacity(entries.len() * ENTRY_SIZE + self.rel_events.len() * REL_EVENT_SIZE);
+        let mut index =
+            Vec::with_capacity(entries.len() * ENTRY_SIZE + self.rel_events.len() * REL_EVENT_SIZE);
         for entry in &entries {
             encode_entry(entry, &mut index);
         }
@@ -368,7 +377,10 @@ pub fn decode_header(bytes: &[u8]) -> Result<LayerHeader, LayerError> {
     }
     let expected_len = u64::from(header.entry_count) * ENTRY_SIZE as u64
         + u64::from(header.rel_event_count) * REL_EVENT_SIZE as u64;
-    if header.index_len != expected_len || header.index_offset % BLOCK != 0 || header.lsn_start > header.lsn_end {
+    if header.index_len != expected_len
+        || header.index_offset % BLOCK != 0
+        || header.lsn_start > header.lsn_end
+    {
         return Err(LayerError::BadIndex("header fields are inconsistent"));
     }
     Ok(header)
@@ -399,7 +411,10 @@ pub fn decode_index(header: LayerHeader, index: &[u8]) -> Result<LayerIndex, Lay
         if !in_data {
             return Err(LayerError::BadIndex("entry points outside the data section"));
         }
-        if entries.last().is_some_and(|last: &IndexEntry| (last.key, last.lsn) >= (entry.key, entry.lsn)) {
+        if entries
+            .last()
+            .is_some_and(|last: &IndexEntry| (last.key, last.lsn) >= (entry.key, entry.lsn))
+        {
             return Err(LayerError::BadIndex("entries out of order"));
         }
         entries.push(entry);

@@ -1,11 +1,14 @@
-//! Page versions indexed by `(PageKey, Lsn)`.
+//! Page versions indexed by `(PageKey, Lsn)`: the in-memory layer, relation size history, and
+//! the layer file format. Like `wal`, this crate does no I/O, spawns no threads and reads no
+//! clock: the server reads and writes the bytes.
 //!
-//! Today this crate holds [`index::TimelineIndex`], the in-memory index of every version a
-//! timeline has ingested, from which `GetPage@LSN` is answered by native redo. The per-core
-//! buffer cache of materialised versions arrives with its own issue. Like `wal`, this crate does
-//! no I/O, spawns no threads and reads no clock.
+//! - [`memory_layer`]: versions ingested from the WAL and not yet in a layer file; native redo.
+//! - [`rels`]: relation sizes, truncations and drops over LSNs.
+//! - [`layer`]: the immutable layer file format (delta and image layers), with its index.
 
-pub mod index;
 pub mod layer;
+pub mod memory_layer;
+pub mod rels;
 
-pub use index::{Error, IndexStats, TimelineIndex};
+pub use memory_layer::{redo, InMemoryLayer, LayerStats, PageBody, Version};
+pub use rels::RelSizes;

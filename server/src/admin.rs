@@ -11,24 +11,42 @@
 //! - `GET /v1/tenants` → 200 `[TenantInfo]`.
 //! - `POST /v1/tenants` `{"tenant_id"?: id}` → 201 `TenantInfo` (409 if it exists).
 //! - `GET /v1/tenants/{tenant}` → 200 `TenantInfo` (404 if unknown).
-//! - `POST /v1/tenants/{tenant}/timelines` `{"timeline_id"?: id}` → 201 `TimelineInfo`.
+//! - `POST /v1/tenants/{tenant}/timelines` `{"timeline_id"?: id, "ancestor_timeline_id"?: id,
+//!   "ancestor_lsn"?: "X/Y"}` → 201 `TimelineInfo` (a branch when an ancestor is given).
+//! - `POST /v1/tenants/{tenant}/timelines/{timeline}/{flush|compact|gc}` → 200 `TimelineInfo`
+//!   after running that store operation now (operators and tests; background work does the
+//!   same on its own schedule).
 
 use crate::config::Config;
+use crate::store::StoreOp;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
-use wal::{TenantId, TimelineId};
+use wal::{Lsn, TenantId, TimelineId};
 
 /// A command for one core.
 #[derive(Debug)]
 pub(crate) enum AdminCommand {
-    CreateTenant { tenant_id: TenantId },
-    CreateTimeline { tenant_id: TenantId, timeline_id: TimelineId },
+    CreateTenant {
+        tenant_id: TenantId,
+    },
+    CreateTimeline {
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        ancestor: Option<(TimelineId, Option<Lsn>)>,
+    },
+    TimelineOp {
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        op: StoreOp,
+    },
     ListTenants,
-    GetTenant { tenant_id: TenantId },
+    GetTenant {
+        tenant_id: TenantId,
+    },
 }
 
 /// A core's answer.
@@ -36,9 +54,10 @@ pub(crate) enum AdminCommand {
 pub(crate) enum AdminReply {
     Tenant(TenantInfo),
     Tenants(Vec<TenantInfo>),
-    Timeline(TimelineInfo),
+    Timeline(Box<TimelineInfo>),
     NotFound(String),
     Conflict(String),
+    BadRequest(String),
     Failed(String),
 }
 
@@ -61,6 +80,28 @@ pub struct TimelineInfo {
     pub versions: usize,
     /// Why the timeline cannot be served, if it cannot.
     pub broken: Option<String>,
+    /// `(parent timeline, branch LSN)` for a branch.
+    pub ancestor: Option<(String, String)>,
+    /// Every version at or below this LSN is in layer files.
+    pub disk_consistent_lsn: String,
+    /// Reads below this LSN get `LsnTooOld`.
+    pub gc_horizon: String,
+    /// Payload bytes in the open in-memory layer.
+    pub in_memory_bytes: usize,
+    pub delta_layers: usize,
+    pub image_layers: usize,
+    /// Versions held in layer files.
+    pub stored_versions: usize,
+    /// Memory held by the layer files' in-memory indexes.
+    pub index_bytes: usize,
+    /// `index_bytes / stored_versions`: metadata memory per stored page version.
+    pub index_bytes_per_version: f64,
+    /// GetPage reads served and the layers they touched (read amplification).
+    pub reads: u64,
+    pub read_layers_max: u32,
+    pub read_layers_mean: f64,
+    pub flushes: u64,
+    pub gc_removed_layers: u64,
 }
 
 /// Serde of ids as their hex text.
@@ -139,6 +180,10 @@ struct CreateTenant {
 #[serde(deny_unknown_fields)]
 struct CreateTimeline {
     timeline_id: Option<String>,
+    /// Branch from this timeline of the same tenant ...
+    ancestor_timeline_id: Option<String>,
+    /// ... at this LSN (`X/Y` or decimal; default: its last LSN).
+    ancestor_lsn: Option<String>,
 }
 
 fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) -> (u16, String) {
@@ -196,8 +241,29 @@ fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) 
                 Ok(id) => TimelineId(id),
                 Err(e) => return (400, error_json(&e)),
             };
+            let ancestor = match parse_ancestor(&request) {
+                Ok(a) => a,
+                Err(e) => return (400, error_json(&e)),
+            };
             let core = state.config.owner_core(tenant_id);
-            created(state.ask(core, AdminCommand::CreateTimeline { tenant_id, timeline_id }))
+            created(
+                state.ask(core, AdminCommand::CreateTimeline { tenant_id, timeline_id, ancestor }),
+            )
+        }
+        (Post, ["v1", "tenants", tenant, "timelines", timeline, action]) => {
+            let op = match *action {
+                "flush" => StoreOp::Flush,
+                "compact" => StoreOp::Compact,
+                "gc" => StoreOp::Gc,
+                _ => return (404, error_json(&format!("no action {action}"))),
+            };
+            let (tenant_id, timeline_id) =
+                match (tenant.parse::<TenantId>(), timeline.parse::<TimelineId>()) {
+                    (Ok(t), Ok(l)) => (t, l),
+                    _ => return (400, error_json("tenant and timeline ids are 32 hex digits")),
+                };
+            let core = state.config.owner_core(tenant_id);
+            reply(state.ask(core, AdminCommand::TimelineOp { tenant_id, timeline_id, op }))
         }
         _ => (404, error_json(&format!("no route for {method} {url}"))),
     }
@@ -224,6 +290,23 @@ fn parse_or_random(text: Option<&str>) -> Result<[u8; 16], String> {
     }
 }
 
+fn parse_ancestor(request: &CreateTimeline) -> Result<Option<(TimelineId, Option<Lsn>)>, String> {
+    let Some(parent) = &request.ancestor_timeline_id else {
+        if request.ancestor_lsn.is_some() {
+            return Err("ancestor_lsn needs ancestor_timeline_id".into());
+        }
+        return Ok(None);
+    };
+    let parent: TimelineId = parent.parse().map_err(|e: wal::types::ParseError| e.to_string())?;
+    let at = request
+        .ancestor_lsn
+        .as_deref()
+        .map(str::parse::<Lsn>)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(Some((parent, at)))
+}
+
 fn created(answer: AdminReply) -> (u16, String) {
     match reply(answer) {
         (200, body) => (201, body),
@@ -241,6 +324,7 @@ fn reply(answer: AdminReply) -> (u16, String) {
         AdminReply::Timeline(info) => (200, json(serde_json::to_string(&info))),
         AdminReply::NotFound(message) => (404, error_json(&message)),
         AdminReply::Conflict(message) => (409, error_json(&message)),
+        AdminReply::BadRequest(message) => (400, error_json(&message)),
         AdminReply::Failed(message) => {
             tracing::error!(%message, "admin command failed");
             (500, error_json(&message))

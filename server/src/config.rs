@@ -31,6 +31,7 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `server=debug`.
     pub log: String,
     pub wal: WalConfig,
+    pub store: StoreConfig,
     /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
     pub placement: BTreeMap<String, usize>,
 }
@@ -56,7 +57,47 @@ impl Default for Config {
             hello_timeout_ms: 10_000,
             log: "info".to_string(),
             wal: WalConfig::default(),
+            store: StoreConfig::default(),
             placement: BTreeMap::new(),
+        }
+    }
+}
+
+/// The durable page store: layer files, compaction, retention.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Freeze the in-memory layer and write it as a delta layer at this many payload bytes...
+    pub flush_threshold_bytes: usize,
+    /// ... or when its oldest record is this old.
+    pub flush_interval_ms: u64,
+    /// Write image layers once this many delta layers lie above the newest image set; bounds
+    /// the layers one GetPage needs (read amplification) to this number plus one.
+    pub image_after_delta_layers: usize,
+    /// Most pages in one image layer file (a key range of an image set).
+    pub image_layer_max_pages: usize,
+    /// Retention (PITR window) as LSN distance below the last ingested LSN; 0 = no limit.
+    pub pitr_lsn_window: u64,
+    /// Retention as wall-clock time; 0 = no limit. With both set, a version is kept while
+    /// either window needs it.
+    pub pitr_window_secs: u64,
+    /// Write budget for background work (flushes, image layers) per core, bytes per second.
+    pub background_bytes_per_sec: u64,
+    /// How often each timeline's background task looks at its store.
+    pub background_tick_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            flush_threshold_bytes: 64 << 20,
+            flush_interval_ms: 60_000,
+            image_after_delta_layers: 4,
+            image_layer_max_pages: 8192,
+            pitr_lsn_window: 1 << 30,
+            pitr_window_secs: 0,
+            background_bytes_per_sec: 256 << 20,
+            background_tick_ms: 1000,
         }
     }
 }
@@ -100,6 +141,16 @@ impl Config {
         if segment % 4096 != 0 || !(64 * 1024..=(1 << 32)).contains(&segment) {
             let why = format!("{segment} is not a multiple of 4096 between 64 KiB and 4 GiB");
             return Err(ConfigError::Invalid { key: "wal.segment_size_bytes", why });
+        }
+        let store = &self.store;
+        if store.image_after_delta_layers == 0 || store.image_layer_max_pages == 0 {
+            let why =
+                "image_after_delta_layers and image_layer_max_pages must be at least 1".into();
+            return Err(ConfigError::Invalid { key: "store", why });
+        }
+        if store.background_bytes_per_sec == 0 || store.background_tick_ms == 0 {
+            let why = "background_bytes_per_sec and background_tick_ms must be positive".into();
+            return Err(ConfigError::Invalid { key: "store", why });
         }
         for (tenant, core) in &self.placement {
             if tenant.parse::<wal::TenantId>().is_err() {

@@ -15,6 +15,7 @@ use crate::proto::frame::{decode_frame, Tag, TAG_PROTOCOL_ERROR};
 use crate::proto::request::{BlockList, Hello, RecordList};
 use crate::proto::response::{begin_ok, encode_error, encode_protocol_error, finish, HelloOk};
 use crate::proto::{Frame, Request, Role, Status, MAX_FRAME_SIZE, PROTOCOL_VERSION};
+use crate::read::{self, ReadError};
 use crate::timeline::{AppendError, Timeline};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -271,21 +272,26 @@ async fn handle(
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            get_page(session, key, request_lsn, response_tag, id, out);
+            get_page(session, key, request_lsn, response_tag, id, out).await;
         }
         Request::GetPages { rel, lsn, blocks } => {
             if let Err((status, message)) = wait_for_read(session, lsn, stream, out).await? {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            get_pages(session, rel, lsn, blocks, response_tag, id, out);
+            get_pages(session, rel, lsn, blocks, response_tag, id, out).await;
         }
         Request::RelSize { rel, lsn } => {
             if let Err((status, message)) = wait_for_read(session, lsn, stream, out).await? {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            match session.timeline.index.borrow().rel_size(rel, lsn) {
+            if let Err(error) = read::check_horizon(&session.timeline, lsn) {
+                let (status, message) = read_refusal(error);
+                encode_error(out, response_tag, id, status, format_args!("{message}"));
+                return Ok(());
+            }
+            match read::rel_size(&session.timeline, rel, lsn) {
                 Some(nblocks) => {
                     let start = begin_ok(out, response_tag, id);
                     out.put_u32(nblocks);
@@ -381,7 +387,7 @@ async fn wait_lsn(
     })
 }
 
-fn get_page(
+async fn get_page(
     session: &Session,
     key: PageKey,
     lsn: Lsn,
@@ -393,16 +399,42 @@ fn get_page(
     let page_at = out.len();
     out.resize(page_at + PAGE_SIZE, 0);
     let page: &mut [u8; PAGE_SIZE] = (&mut out[page_at..]).try_into().expect("exactly one page");
-    match session.timeline.index.borrow().get_page(key, lsn, page) {
-        Ok(()) => finish(out, start),
+    match read::get_page(&session.timeline, key, lsn, page).await {
+        Ok(layers) => {
+            count_read(&session.timeline, layers);
+            finish(out, start)
+        }
         Err(error) => {
             out.truncate(start);
-            encode_error(out, response_tag, id, Status::NotFound, format_args!("{key}: {error}"));
+            let (status, message) = read_refusal(error);
+            encode_error(out, response_tag, id, status, format_args!("{key}: {message}"));
         }
     }
 }
 
-fn get_pages(
+fn count_read(timeline: &Timeline, layers: u32) {
+    let counters = &timeline.counters;
+    counters.reads.set(counters.reads.get() + 1);
+    counters.read_layers_total.set(counters.read_layers_total.get() + u64::from(layers));
+    counters.read_layers_max.set(counters.read_layers_max.get().max(layers));
+}
+
+fn read_refusal(error: ReadError) -> Refusal {
+    match error {
+        ReadError::NotFound(why) => (Status::NotFound, why),
+        ReadError::TooOld(why) => (Status::LsnTooOld, why),
+        ReadError::Corrupt(why) => {
+            tracing::error!(%why, "corrupt data refused");
+            (Status::Corrupt, why)
+        }
+        ReadError::Internal(why) => {
+            tracing::error!(%why, "read failed");
+            (Status::Internal, why)
+        }
+    }
+}
+
+async fn get_pages(
     session: &Session,
     rel: RelTag,
     lsn: Lsn,
@@ -411,10 +443,14 @@ fn get_pages(
     id: u64,
     out: &mut Vec<u8>,
 ) {
+    if let Err(error) = read::check_horizon(&session.timeline, lsn) {
+        let (status, message) = read_refusal(error);
+        encode_error(out, response_tag, id, status, format_args!("{message}"));
+        return;
+    }
     let start = begin_ok(out, response_tag, id);
     out.put_u16(u16::try_from(blocks.len()).expect("GetPages count is bounded"));
     out.put_u16(0);
-    let index = session.timeline.index.borrow();
     for block in blocks.iter() {
         let entry_at = out.len();
         out.put_u16(Status::Ok as u16);
@@ -423,10 +459,16 @@ fn get_pages(
         out.resize(page_at + PAGE_SIZE, 0);
         let page: &mut [u8; PAGE_SIZE] =
             (&mut out[page_at..]).try_into().expect("exactly one page");
-        if index.get_page(PageKey { rel, block }, lsn, page).is_err() {
-            out.truncate(page_at);
-            out[entry_at..entry_at + 2].copy_from_slice(&(Status::NotFound as u16).to_le_bytes());
-        }
+        let status =
+            match read::get_page(&session.timeline, PageKey { rel, block }, lsn, page).await {
+                Ok(layers) => {
+                    count_read(&session.timeline, layers);
+                    continue;
+                }
+                Err(error) => read_refusal(error).0,
+            };
+        out.truncate(page_at);
+        out[entry_at..entry_at + 2].copy_from_slice(&(status as u16).to_le_bytes());
     }
     finish(out, start);
 }

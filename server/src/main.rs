@@ -69,6 +69,13 @@ enum TenantCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // A panic on a core is a bug that may have left state half-changed: crash the whole
+    // process (restart recovers from disk) rather than keep serving with one core dead.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),

@@ -108,7 +108,7 @@ async fn core_main(
     started: Instant,
 ) -> anyhow::Result<()> {
     probe_dma(&config.data_dir, id).await.context("probing O_DIRECT support")?;
-    let core = Rc::new(LocalCore::new(id, config.clone()));
+    let core = Rc::new(LocalCore::new(id, Rc::new((*config).clone())));
     core.load_tenants().await.context("loading tenants")?;
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;

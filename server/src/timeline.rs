@@ -1,26 +1,34 @@
-//! One timeline on its owner core: WAL appends with group commit, the in-memory version index,
-//! and the LSN watch that reads and acknowledgements wait on.
+//! One timeline on its owner core: WAL appends with group commit, the layers that hold its page
+//! versions (in memory and in files), relation sizes, and the LSN watch that reads and
+//! acknowledgements wait on.
 //!
-//! Directory: `<data>/tenants/<tenant>/timelines/<timeline>/` holding `timeline.json`
-//! (`{"writer_term": N}`) and `wal/`.
+//! Directory `<data>/tenants/<tenant>/timelines/<timeline>/`: `timeline.json` (writer term,
+//! ancestor, GC horizon, complete image sets), `wal/` (segments) and `layers/` (layer files).
 //!
 //! Invariants:
-//! - `applied.get() <= last_accepted` : a record is accepted (LSN checked, queued), then written
-//!   and synced, and only then applied to the index and published through `applied`.
-//! - Readers never see a record that is not durable; an `AppendWal` is answered only once
-//!   `applied` covers its last record.
-//! - Only the owner core touches any of this (it is `!Send`).
+//! - `applied <= last_accepted`: a record is accepted (term and LSN checked, queued), written
+//!   and synced, and only then ingested into the open in-memory layer and published through
+//!   `applied`. Readers never see a record that is not durable.
+//! - LSN ranges nest newest first: open layer > frozen layer > layer files, and
+//!   `disk_consistent` is the highest LSN every version at or below which is in layer files.
+//! - After restart the layer files say what is on disk (`disk_consistent` = the highest layer
+//!   end); the WAL is replayed only above it, so no version is ingested twice.
+//! - Only the owner core touches any of this (`Rc`/`RefCell`, `!Send`).
 
 use crate::config::Config;
+use crate::layer_io::{list_layers, open_layer, LayerFile};
 use crate::runtime::{blocking, write_file_durably};
 use crate::wal_io::{list_segments, read_segment, segment_path, WalWriter};
 use crate::watch::{Event, LsnWatch};
-use cache::TimelineIndex;
+use cache::layer::LayerKind;
+use cache::{InMemoryLayer, RelSizes};
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use wal::recovery::{recover, SegmentImage};
 use wal::{Lsn, Record, TenantId, TimelineId};
 
@@ -33,78 +41,154 @@ pub(crate) enum AppendError {
     Broken(String),
 }
 
+/// `timeline.json`.
+#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+pub(crate) struct TimelineMeta {
+    pub(crate) writer_term: u64,
+    /// Branch point: `(parent timeline, LSN)`.
+    #[serde(default)]
+    pub(crate) ancestor: Option<(String, u64)>,
+    /// Reads below this LSN get `LsnTooOld`; layers below it may be gone.
+    #[serde(default)]
+    pub(crate) gc_horizon: u64,
+    /// LSNs at which a complete image set was written (all keys of this timeline).
+    #[serde(default)]
+    pub(crate) image_lsns: Vec<u64>,
+}
+
+/// Counters for the admin API and metrics.
+#[derive(Default)]
+pub(crate) struct TimelineCounters {
+    pub(crate) reads: Cell<u64>,
+    pub(crate) read_layers_total: Cell<u64>,
+    pub(crate) read_layers_max: Cell<u32>,
+    pub(crate) flushes: Cell<u64>,
+    pub(crate) image_layers: Cell<u64>,
+    pub(crate) gc_removed_layers: Cell<u64>,
+}
+
 pub(crate) struct Timeline {
     pub(crate) tenant_id: TenantId,
     pub(crate) timeline_id: TimelineId,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) ancestor: Option<(Rc<Timeline>, Lsn)>,
+    pub(crate) config: Rc<Config>,
     /// Set when recovery refused or a WAL write failed; the timeline then serves nothing.
     broken: RefCell<Option<String>>,
-    pub(crate) index: RefCell<TimelineIndex>,
-    /// LSN of the last durable record applied to the index.
+    pub(crate) open: RefCell<InMemoryLayer>,
+    pub(crate) open_since: Cell<Option<Instant>>,
+    pub(crate) frozen: RefCell<Option<Rc<InMemoryLayer>>>,
+    /// Layer files, newest first (see [`sort_layers`]).
+    pub(crate) layers: RefCell<Vec<Rc<LayerFile>>>,
+    pub(crate) rels: RefCell<RelSizes>,
+    /// LSN of the last durable record applied to the open layer.
     pub(crate) applied: LsnWatch,
+    pub(crate) disk_consistent: Cell<Lsn>,
+    pub(crate) gc_horizon: Cell<Lsn>,
+    pub(crate) meta: RefCell<TimelineMeta>,
+    /// Branch points of child timelines (they pin the layers they read through).
+    pub(crate) children: RefCell<Vec<(TimelineId, Lsn)>>,
+    /// `(when, applied LSN)` samples for the time-based retention window.
+    pub(crate) lsn_samples: RefCell<VecDeque<(SystemTime, Lsn)>>,
+    /// Serialises flush, image creation and GC (background task and admin requests).
+    pub(crate) store_busy: Cell<bool>,
+    pub(crate) store_wake: Event,
+    pub(crate) counters: TimelineCounters,
     last_accepted: Cell<Lsn>,
-    writer_term: Cell<u64>,
     pending: RefCell<Vec<Record>>,
     pending_bytes: Cell<usize>,
-    max_pending_bytes: usize,
     flush_needed: Event,
     shutting_down: Cell<bool>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct TimelineMeta {
-    writer_term: u64,
 }
 
 pub(crate) fn timeline_dir(data_dir: &Path, tenant: TenantId, timeline: TimelineId) -> PathBuf {
     data_dir.join("tenants").join(tenant.to_string()).join("timelines").join(timeline.to_string())
 }
 
+/// Newest first: by layer end LSN, an image set before a delta layer ending at the same LSN
+/// (the image already holds everything up to it).
+pub(crate) fn sort_layers(layers: &mut [Rc<LayerFile>]) {
+    layers.sort_by_key(|l| {
+        let header = &l.index.header;
+        std::cmp::Reverse((header.lsn_end, l.kind() == LayerKind::Image, l.name.clone()))
+    });
+}
+
 impl Timeline {
-    /// Creates the directory of a new timeline (durably). Fails if it exists.
-    pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
+    /// Creates the directories and metadata of a new timeline (durably). Fails if it exists.
+    pub(crate) fn create_dirs(dir: &Path, meta: &TimelineMeta) -> io::Result<()> {
         std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;
         std::fs::create_dir(dir)?;
         std::fs::create_dir(dir.join("wal"))?;
-        write_meta(dir, 0)?;
+        std::fs::create_dir(dir.join("layers"))?;
+        write_meta(dir, meta)?;
         crate::runtime::sync_dir_blocking(dir)?;
         crate::runtime::sync_dir_blocking(dir.parent().unwrap_or(dir))
     }
 
-    /// Loads a timeline: recovers its WAL, rebuilds the index, starts its flusher task. A
-    /// timeline whose WAL recovery refuses comes back broken, not as an error: the other
-    /// timelines on the core keep serving.
+    pub(crate) fn read_meta(dir: &Path) -> io::Result<TimelineMeta> {
+        let path = dir.join("timeline.json");
+        serde_json::from_slice(&std::fs::read(&path)?)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
+    }
+
+    /// Loads a timeline: opens its layer files, recovers its WAL above them, starts its WAL
+    /// flusher and its background store task. A timeline whose files are damaged comes back
+    /// broken, not as an error: the other timelines on the core keep serving.
     pub(crate) async fn open(
-        config: &Config,
+        config: Rc<Config>,
         tenant_id: TenantId,
         timeline_id: TimelineId,
+        ancestor: Option<(Rc<Timeline>, Lsn)>,
+        background: glommio::TaskQueueHandle,
     ) -> io::Result<Rc<Timeline>> {
         let started = Instant::now();
         let dir = timeline_dir(&config.data_dir, tenant_id, timeline_id);
-        let meta_path = dir.join("timeline.json");
-        let meta: TimelineMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
-            .map_err(|e| io::Error::other(format!("{}: {e}", meta_path.display())))?;
+        let meta = Timeline::read_meta(&dir)?;
+        let start_lsn = ancestor.as_ref().map_or(Lsn::INVALID, |(_, at)| *at);
+        let inherit = inherit_sizes(ancestor.as_ref());
         let timeline = Rc::new(Timeline {
             tenant_id,
             timeline_id,
             dir: dir.clone(),
+            ancestor,
+            config,
             broken: RefCell::new(None),
-            index: RefCell::new(TimelineIndex::new()),
-            applied: LsnWatch::new(Lsn::INVALID),
-            last_accepted: Cell::new(Lsn::INVALID),
-            writer_term: Cell::new(meta.writer_term),
+            open: RefCell::new(InMemoryLayer::new(start_lsn)),
+            open_since: Cell::new(None),
+            frozen: RefCell::new(None),
+            layers: RefCell::new(Vec::new()),
+            rels: RefCell::new(RelSizes::inheriting(inherit)),
+            applied: LsnWatch::new(start_lsn),
+            disk_consistent: Cell::new(start_lsn),
+            gc_horizon: Cell::new(Lsn(meta.gc_horizon)),
+            meta: RefCell::new(meta),
+            children: RefCell::new(Vec::new()),
+            lsn_samples: RefCell::new(VecDeque::new()),
+            store_busy: Cell::new(false),
+            store_wake: Event::default(),
+            counters: TimelineCounters::default(),
+            last_accepted: Cell::new(start_lsn),
             pending: RefCell::new(Vec::new()),
             pending_bytes: Cell::new(0),
-            max_pending_bytes: config.wal.max_pending_bytes,
             flush_needed: Event::default(),
             shutting_down: Cell::new(false),
         });
-        match timeline.recover(config).await {
+        let recovered = match timeline.load_layers().await {
+            Ok(()) => timeline.recover_wal().await,
+            Err(why) => Err(why),
+        };
+        match recovered {
             Ok(writer) => {
-                let last = timeline.applied.get();
-                tracing::info!(tenant = %tenant_id, timeline = %timeline_id, last_lsn = %last,
+                tracing::info!(tenant = %tenant_id, timeline = %timeline_id,
+                    last_lsn = %timeline.applied.get(), disk_consistent_lsn = %timeline.disk_consistent.get(),
+                    layers = timeline.layers.borrow().len(),
                     elapsed_ms = started.elapsed().as_millis() as u64, "timeline recovered");
                 glommio::spawn_local(flusher(timeline.clone(), writer)).detach();
+                let store = crate::store::background(timeline.clone());
+                glommio::spawn_local_into(store, background)
+                    .map_err(|e| io::Error::other(format!("spawning store task: {e}")))?
+                    .detach();
             }
             Err(why) => {
                 tracing::error!(tenant = %tenant_id, timeline = %timeline_id, %why,
@@ -116,7 +200,35 @@ impl Timeline {
         Ok(timeline)
     }
 
-    async fn recover(&self, config: &Config) -> Result<WalWriter, String> {
+    async fn load_layers(&self) -> Result<(), String> {
+        let layer_dir = self.dir.join("layers");
+        let paths = list_layers(&layer_dir).map_err(|e| format!("listing layers: {e}"))?;
+        let mut layers = Vec::with_capacity(paths.len());
+        let mut events = Vec::new();
+        for path in paths {
+            let layer = open_layer(&path).await.map_err(|e| format!("{e:?}"))?;
+            let header = &layer.index.header;
+            if header.tenant_id != self.tenant_id || header.timeline_id != self.timeline_id {
+                return Err(format!("layer {} belongs to another timeline", layer.name));
+            }
+            if header.lsn_end > self.disk_consistent.get() {
+                self.disk_consistent.set(header.lsn_end);
+            }
+            events.extend_from_slice(&layer.index.rel_events);
+            layers.push(Rc::new(layer));
+        }
+        sort_layers(&mut layers);
+        *self.rels.borrow_mut() =
+            RelSizes::from_events(events, inherit_sizes(self.ancestor.as_ref()));
+        *self.layers.borrow_mut() = layers;
+        let consistent = self.disk_consistent.get();
+        *self.open.borrow_mut() = InMemoryLayer::new(consistent);
+        self.applied.advance(consistent);
+        self.last_accepted.set(consistent);
+        Ok(())
+    }
+
+    async fn recover_wal(&self) -> Result<WalWriter, String> {
         let wal_dir = self.dir.join("wal");
         let seqs = list_segments(&wal_dir).map_err(|e| format!("listing WAL: {e}"))?;
         let mut images = Vec::with_capacity(seqs.len());
@@ -135,29 +247,39 @@ impl Timeline {
             recover(self.tenant_id, self.timeline_id, &segments).map_err(|e| e.to_string())?;
         drop(segments);
         drop(images);
+        let consistent = self.disk_consistent.get();
+        let replay: Vec<Record> =
+            recovered.records.into_iter().filter(|r| r.lsn > consistent).collect();
         tracing::info!(tenant = %self.tenant_id, timeline = %self.timeline_id,
             case = recovered.case, detail = recovered.detail.unwrap_or(""),
-            records = recovered.records.len(), "WAL recovery decision");
+            replayed = replay.len(), "WAL recovery decision");
         for seq in &recovered.delete_segments {
             std::fs::remove_file(segment_path(&wal_dir, *seq))
                 .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
         }
-        {
-            let mut index = self.index.borrow_mut();
-            for record in recovered.records {
-                index.apply(record).map_err(|e| format!("replaying WAL: {e}"))?;
+        if let Some(last) = replay.last().map(|r| r.lsn) {
+            if !replay.is_empty() {
+                self.open_since.set(Some(Instant::now()));
             }
+            let mut open = self.open.borrow_mut();
+            let mut rels = self.rels.borrow_mut();
+            for record in replay {
+                open.ingest(record, &mut rels);
+            }
+            drop((open, rels));
+            self.applied.advance(last);
+            self.last_accepted.set(last);
         }
-        self.applied.advance(recovered.last_lsn);
-        self.last_accepted.set(recovered.last_lsn);
+        let last_lsn = recovered.last_lsn.max(consistent);
         WalWriter::open(
             wal_dir,
             self.tenant_id,
             self.timeline_id,
-            config.wal.segment_size_bytes,
+            self.config.wal.segment_size_bytes,
             recovered.tail,
-            recovered.last_lsn,
+            last_lsn,
             recovered.truncate_at.map(|(_, offset)| offset),
+            &recovered.segment_last_lsns,
         )
         .await
         .map_err(|e| format!("opening WAL for append: {e}"))
@@ -168,24 +290,28 @@ impl Timeline {
     }
 
     pub(crate) fn writer_term(&self) -> u64 {
-        self.writer_term.get()
+        self.meta.borrow().writer_term
+    }
+
+    /// Writes `timeline.json` from the in-memory copy. Writes run in submission order on the
+    /// core's one blocking thread, so a later state is never overwritten by an earlier one.
+    pub(crate) async fn persist_meta(&self) -> io::Result<()> {
+        let dir = self.dir.clone();
+        let meta = self.meta.borrow().clone();
+        blocking(move || write_meta(&dir, &meta)).await
     }
 
     /// Raises the writer term (durably) so older writers are fenced. Lower terms are refused.
     pub(crate) async fn adopt_term(&self, term: u64) -> Result<(), AppendError> {
-        let current = self.writer_term.get();
+        let current = self.writer_term();
         if term < current {
             return Err(AppendError::Fenced { term, current });
         }
         if term > current {
-            let dir = self.dir.clone();
-            blocking(move || write_meta(&dir, term))
+            self.meta.borrow_mut().writer_term = term;
+            self.persist_meta()
                 .await
                 .map_err(|e| AppendError::Broken(format!("persisting writer term: {e}")))?;
-            // Another connection may have raised it further while we wrote.
-            if term > self.writer_term.get() {
-                self.writer_term.set(term);
-            }
         }
         Ok(())
     }
@@ -198,8 +324,8 @@ impl Timeline {
         if let Some(why) = self.broken() {
             return Err(AppendError::Broken(why));
         }
-        if term < self.writer_term.get() {
-            return Err(AppendError::Fenced { term, current: self.writer_term.get() });
+        if term < self.writer_term() {
+            return Err(AppendError::Fenced { term, current: self.writer_term() });
         }
         let mut last = self.last_accepted.get();
         for record in &records {
@@ -210,7 +336,7 @@ impl Timeline {
         }
         let bytes: usize = records.iter().map(Record::encoded_size).sum();
         let pending_bytes = self.pending_bytes.get();
-        if pending_bytes > 0 && pending_bytes + bytes > self.max_pending_bytes {
+        if pending_bytes > 0 && pending_bytes + bytes > self.config.wal.max_pending_bytes {
             return Err(AppendError::SlowDown { pending_bytes });
         }
         self.pending_bytes.set(pending_bytes + bytes);
@@ -220,26 +346,51 @@ impl Timeline {
         Ok(last)
     }
 
+    /// Wakes the WAL flusher (e.g. to delete segments now covered by layer files).
+    pub(crate) fn nudge_wal(&self) {
+        self.flush_needed.notify();
+    }
+
     /// Asks the flusher to finish what is queued and stop; returns when it has.
     pub(crate) async fn shutdown(&self) {
         self.shutting_down.set(true);
         self.flush_needed.notify();
+        self.store_wake.notify();
         let target = self.last_accepted.get();
         let _ = self.applied.wait_for(target).await;
     }
+
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
 }
 
-fn write_meta(dir: &Path, writer_term: u64) -> io::Result<()> {
-    let bytes = serde_json::to_vec(&TimelineMeta { writer_term }).map_err(io::Error::other)?;
+/// For a branch: its ancestor's relation sizes at the branch point.
+fn inherit_sizes(ancestor: Option<&(Rc<Timeline>, Lsn)>) -> Option<cache::rels::Inherit> {
+    let (parent, at) = ancestor?;
+    let (parent, at) = (parent.clone(), *at);
+    Some(Rc::new(move |rel| crate::read::rel_size(&parent, rel, at)))
+}
+
+fn write_meta(dir: &Path, meta: &TimelineMeta) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
     write_file_durably(&dir.join("timeline.json"), &bytes)
 }
 
-/// The group-commit loop: takes everything queued, writes and syncs it, applies it to the
-/// index, then publishes the new LSN. Appends that arrive during a sync form the next batch.
+/// The group-commit loop: takes everything queued, writes and syncs it, ingests it into the
+/// open layer, then publishes the new LSN. Appends that arrive during a sync form the next
+/// batch. When idle, it deletes WAL segments that layer files now cover.
 async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
     loop {
         let batch = std::mem::take(&mut *timeline.pending.borrow_mut());
         if batch.is_empty() {
+            match writer.recycle(timeline.disk_consistent.get()).await {
+                Ok(0) => {}
+                Ok(count) => {
+                    tracing::debug!(timeline = %timeline.timeline_id, count, "WAL segments recycled")
+                }
+                Err(error) => tracing::warn!(%error, "deleting WAL segments covered by layers"),
+            }
             if timeline.shutting_down.get() {
                 break;
             }
@@ -257,11 +408,19 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
         }
         timeline.pending_bytes.set(timeline.pending_bytes.get() - bytes);
         let last = batch.last().map(|r| r.lsn).expect("batch is not empty");
-        let mut index = timeline.index.borrow_mut();
-        for record in batch {
-            index.apply(record).expect("accepted records are in LSN order");
+        {
+            let mut open = timeline.open.borrow_mut();
+            let mut rels = timeline.rels.borrow_mut();
+            if open.is_empty() {
+                timeline.open_since.set(Some(Instant::now()));
+            }
+            for record in batch {
+                open.ingest(record, &mut rels);
+            }
+            if open.stats().payload_bytes >= timeline.config.store.flush_threshold_bytes {
+                timeline.store_wake.notify();
+            }
         }
-        drop(index);
         timeline.applied.advance(last);
     }
     if let Err(error) = writer.close().await {

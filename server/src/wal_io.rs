@@ -73,12 +73,15 @@ pub(crate) struct WalWriter {
     tail: Vec<u8>,
     /// LSN of the last record written (for the next segment header).
     last_lsn: Lsn,
+    /// Segments before the current one, with the LSN of their last record, oldest first.
+    closed: Vec<(u64, Lsn)>,
     scratch: Vec<u8>,
 }
 
 impl WalWriter {
     /// Opens the WAL for appending after recovery decided `tail` (or a fresh WAL when `None`).
     /// Zeroes from `truncate_at` on, when recovery cut a torn tail there.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn open(
         wal_dir: PathBuf,
         tenant_id: TenantId,
@@ -87,6 +90,7 @@ impl WalWriter {
         tail: Option<TailPosition>,
         last_lsn: Lsn,
         truncate_at: Option<u64>,
+        segment_last_lsns: &[(u64, Lsn)],
     ) -> io::Result<WalWriter> {
         let (segment_seq, write_offset) = match tail {
             Some(t) => (t.segment_seq, t.write_offset),
@@ -109,6 +113,11 @@ impl WalWriter {
             write_offset,
             tail: Vec::new(),
             last_lsn,
+            closed: segment_last_lsns
+                .iter()
+                .copied()
+                .filter(|(seq, _)| *seq < segment_seq)
+                .collect(),
             scratch: Vec::new(),
         };
         if let Some(offset) = truncate_at {
@@ -165,7 +174,9 @@ impl WalWriter {
             if block_start + self.scratch.len() as u64 + frame_len > self.segment_size {
                 break;
             }
-            encode_frame(self.segment_seq, record, &mut self.scratch);
+            // Only the batch's last frame commits it: recovery drops a batch cut short.
+            let batch_end = next + 1 == records.len();
+            encode_frame(self.segment_seq, record, batch_end, &mut self.scratch);
             self.last_lsn = record.lsn;
             next += 1;
         }
@@ -199,10 +210,25 @@ impl WalWriter {
         .await?;
         let old = std::mem::replace(&mut self.file, file);
         old.close().await?;
+        self.closed.push((self.segment_seq, self.last_lsn));
         self.segment_seq = next_seq;
         self.write_offset = Some(DATA_START);
         self.tail.clear();
         Ok(())
+    }
+
+    /// Deletes closed segments whose records all lie at or below `upto` (they are in layer
+    /// files). The current segment is never deleted. Returns how many went.
+    pub(crate) async fn recycle(&mut self, upto: Lsn) -> io::Result<usize> {
+        let count = self.closed.iter().take_while(|(_, last)| *last <= upto).count();
+        if count == 0 {
+            return Ok(0);
+        }
+        for (seq, _) in self.closed.drain(..count) {
+            std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+        }
+        sync_dir(&self.wal_dir).await?;
+        Ok(count)
     }
 
     pub(crate) async fn close(self) -> io::Result<()> {

@@ -156,6 +156,23 @@ impl Delta {
         })
     }
 
+    /// Appends the payload encoding (`patch_count`, reserved, patches), as in a record.
+    pub fn encode_payload(&self, out: &mut Vec<u8>) {
+        out.put_u16(self.patch_count);
+        out.put_zeros(2);
+        out.put_bytes(&self.bytes);
+    }
+
+    /// Decodes a payload written by [`Delta::encode_payload`]; it must be exactly that long.
+    pub fn decode_payload(bytes: &[u8]) -> Result<Delta, RecordError> {
+        let mut reader = Reader::new(bytes);
+        let delta = decode_delta(&mut reader)?;
+        match reader.remaining() {
+            0 => Ok(delta),
+            extra => Err(RecordError::TrailingBytes(extra)),
+        }
+    }
+
     /// Applies the patches to `page` in order (native redo).
     pub fn apply(&self, page: &mut [u8; PAGE_SIZE]) {
         for (offset, data) in self.patches() {
@@ -191,11 +208,7 @@ impl Record {
         out.put_u32(self.key.block.0);
         match &self.body {
             RecordBody::Image(page) => out.put_bytes(&page[..]),
-            RecordBody::Delta(delta) => {
-                out.put_u16(delta.patch_count);
-                out.put_zeros(2);
-                out.put_bytes(&delta.bytes);
-            }
+            RecordBody::Delta(delta) => delta.encode_payload(out),
             RecordBody::RelSize(nblocks) => out.put_u32(*nblocks),
             RecordBody::RelDrop => {}
         }

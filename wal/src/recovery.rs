@@ -9,18 +9,21 @@
 //! | label                  | situation                                                     | decision |
 //! |------------------------|---------------------------------------------------------------|----------|
 //! | `empty`                | no segment files                                              | start fresh at segment 1 |
-//! | `clean-end`            | the last segment's frames end with a zero `frame_len`         | append at that offset |
-//! | `full-segment`         | the last segment's frames fill it                             | append in a new segment |
-//! | `torn-tail`            | an invalid frame (bad length, checksum, undecodable, LSN not increasing) in the last segment | truncate there: the server zeroes from that offset to the segment end and syncs before appending |
-//! | `torn-before-empty`    | an invalid frame in segment k; segments after k hold no valid frame | truncate k there; the later segments are deleted |
+//! | `clean-end`            | the last segment ends with a committed frame, then zeros      | append at that offset |
+//! | `full-segment`         | the last committed frame fills the last segment               | append in a new segment |
+//! | `uncommitted-tail`     | valid frames after the last `BATCH_END` frame (a group commit cut short, maybe across segments) | truncate after the last committed frame; later segments are deleted |
+//! | `torn-tail`            | an invalid frame (bad length, checksum, undecodable, LSN not increasing) in the last segment | truncate after the last committed frame before it |
+//! | `torn-before-empty`    | an invalid frame in segment k; segments after k hold no valid frame | truncate after the last committed frame; the later segments are deleted |
 //! | `damage-before-data`   | an invalid frame in segment k; a later segment holds valid frames | refuse: acknowledged records lie beyond damage, a human must look |
 //! | `bad-header`           | a header that does not decode, or names another tenant, timeline or sequence number | refuse |
 //! | `sequence-gap`         | segment numbers not consecutive from the first                | refuse |
 //!
-//! Why truncation is safe: a frame is acknowledged only after the fdatasync that covers it, and
-//! frames are written in order, so an invalid frame can only be followed by frames that were
-//! never acknowledged. Zeroing the rest of the segment keeps a stale, valid-looking frame beyond
-//! the cut from resurfacing after the next crash.
+//! Why truncation is safe: a batch is acknowledged only after the fdatasync that covers all of
+//! it, frames are written in order, and only a batch's last frame is marked `BATCH_END`; so
+//! whatever follows the last `BATCH_END` frame was never acknowledged, and an unacknowledged
+//! batch is dropped whole. The server zeroes the segment from the cut to its end before
+//! appending, so a stale, valid-looking frame beyond the cut cannot resurface after the next
+//! crash.
 
 use crate::record::Record;
 use crate::segment::{scan_frames, ScanStop, SegmentHeader, DATA_START};
@@ -48,12 +51,15 @@ pub struct Recovered {
     pub records: Vec<Record>,
     /// LSN of the last durable record (`Lsn::INVALID` if none).
     pub last_lsn: Lsn,
+    /// For each kept segment, the LSN of its last valid record (or of the segment before it,
+    /// if it holds none), so the server can delete segments whose records are all in layers.
+    pub segment_last_lsns: Vec<(u64, Lsn)>,
     /// `None` when there were no segments (`empty`).
     pub tail: Option<TailPosition>,
-    /// For `torn-tail` and `torn-before-empty`: segment and offset from which the server must
-    /// zero the file before appending.
+    /// For the cutting cases: segment and offset from which the server must zero the file
+    /// before appending.
     pub truncate_at: Option<(u64, u64)>,
-    /// Segments to delete (`torn-before-empty`).
+    /// Segments after the cut, to delete.
     pub delete_segments: Vec<u64>,
     /// The table row that applied.
     pub case: &'static str,
@@ -71,6 +77,15 @@ pub struct RecoveryError {
     pub what: String,
 }
 
+/// Where the last committed frame ends.
+#[derive(Clone, Copy)]
+struct CommitPoint {
+    segment_index: usize,
+    offset: u64,
+    records: usize,
+    last_lsn: Lsn,
+}
+
 /// Recovers from the segment images of one timeline, sorted by `segment_seq`.
 pub fn recover(
     tenant_id: TenantId,
@@ -81,6 +96,7 @@ pub fn recover(
         return Ok(Recovered {
             records: Vec::new(),
             last_lsn: Lsn::INVALID,
+            segment_last_lsns: Vec::new(),
             tail: None,
             truncate_at: None,
             delete_segments: Vec::new(),
@@ -89,7 +105,13 @@ pub fn recover(
         });
     };
     let mut records = Vec::new();
+    // Segment index of each record, to know each kept segment's last committed LSN.
+    let mut record_segment = Vec::new();
     let mut last_lsn = Lsn::INVALID;
+    let mut commit =
+        CommitPoint { segment_index: 0, offset: DATA_START, records: 0, last_lsn: Lsn::INVALID };
+    let mut damage: Option<(usize, &'static str)> = None;
+    let mut full_at_end = false;
     for (index, segment) in segments.iter().enumerate() {
         let refuse = |case, offset, what: String| RecoveryError {
             case,
@@ -109,73 +131,84 @@ pub fn recover(
             return Err(refuse("bad-header", 0, "header names another segment".into()));
         }
         let scan = scan_frames(segment.bytes, segment.segment_seq, last_lsn);
-        if let Some((_, record)) = scan.records.last() {
-            last_lsn = record.lsn;
+        for frame in scan.frames {
+            last_lsn = frame.record.lsn;
+            records.push(frame.record);
+            record_segment.push(index);
+            if frame.batch_end {
+                commit = CommitPoint {
+                    segment_index: index,
+                    offset: frame.end,
+                    records: records.len(),
+                    last_lsn,
+                };
+            }
         }
-        records.extend(scan.records.into_iter().map(|(_, record)| record));
-        let is_last = index + 1 == segments.len();
-        match scan.stop {
-            ScanStop::EndOfData | ScanStop::EndOfSegment if !is_last => continue,
-            ScanStop::EndOfData => {
-                let tail = TailPosition {
+        full_at_end = scan.stop == ScanStop::EndOfSegment;
+        if let ScanStop::Invalid { offset, what } = scan.stop {
+            if let Some(with_data) = segments[index + 1..].iter().find(|s| holds_valid_frame(s)) {
+                return Err(RecoveryError {
+                    case: "damage-before-data",
                     segment_seq: segment.segment_seq,
-                    write_offset: Some(scan.end_offset),
-                };
-                return Ok(done(records, last_lsn, tail, "clean-end"));
+                    offset,
+                    what: format!(
+                        "{what}; segment {} after it holds valid records",
+                        with_data.segment_seq
+                    ),
+                });
             }
-            ScanStop::EndOfSegment => {
-                let tail = TailPosition { segment_seq: segment.segment_seq, write_offset: None };
-                return Ok(done(records, last_lsn, tail, "full-segment"));
-            }
-            ScanStop::Invalid { offset, what } => {
-                let later = &segments[index + 1..];
-                if let Some(with_data) = later.iter().find(|s| holds_valid_frame(s)) {
-                    return Err(RecoveryError {
-                        case: "damage-before-data",
-                        segment_seq: segment.segment_seq,
-                        offset,
-                        what: format!(
-                            "{what}; segment {} after it holds valid records",
-                            with_data.segment_seq
-                        ),
-                    });
-                }
-                let tail = TailPosition {
-                    segment_seq: segment.segment_seq,
-                    write_offset: Some(offset),
-                };
-                let case = if is_last { "torn-tail" } else { "torn-before-empty" };
-                let mut recovered = done(records, last_lsn, tail, case);
-                recovered.truncate_at = Some((segment.segment_seq, offset));
-                recovered.delete_segments = later.iter().map(|s| s.segment_seq).collect();
-                recovered.detail = Some(what);
-                return Ok(recovered);
-            }
+            damage = Some((index, what));
+            break;
         }
     }
-    unreachable!("the loop returns at the last segment")
+    let uncommitted = records.len() > commit.records;
+    records.truncate(commit.records);
+    let mut segment_last_lsns = Vec::new();
+    let mut running = Lsn::INVALID;
+    for (index, segment) in segments[..=commit.segment_index].iter().enumerate() {
+        for (record, _) in records.iter().zip(&record_segment).filter(|(_, s)| **s == index) {
+            running = record.lsn;
+        }
+        segment_last_lsns.push((segment.segment_seq, running));
+    }
+    let last_index = segments.len() - 1;
+    let (case, detail) = match damage {
+        Some((index, what)) if index == last_index => ("torn-tail", Some(what)),
+        Some((_, what)) => ("torn-before-empty", Some(what)),
+        None if uncommitted => ("uncommitted-tail", None),
+        None if commit.segment_index < last_index => ("torn-before-empty", None),
+        None if full_at_end && commit.offset + 4 > segment_size(segments, last_index) => {
+            ("full-segment", None)
+        }
+        None => ("clean-end", None),
+    };
+    let commit_seq = segments[commit.segment_index].segment_seq;
+    let cut = damage.is_some() || uncommitted || commit.segment_index < last_index;
+    let write_offset = (case != "full-segment").then_some(commit.offset);
+    Ok(Recovered {
+        records,
+        last_lsn: commit.last_lsn,
+        segment_last_lsns,
+        tail: Some(TailPosition { segment_seq: commit_seq, write_offset }),
+        truncate_at: cut.then_some((commit_seq, commit.offset)),
+        delete_segments: segments[commit.segment_index + 1..]
+            .iter()
+            .map(|s| s.segment_seq)
+            .collect(),
+        case,
+        detail,
+    })
 }
 
-fn done(records: Vec<Record>, last_lsn: Lsn, tail: TailPosition, case: &'static str) -> Recovered {
-    Recovered {
-        records,
-        last_lsn,
-        tail: Some(tail),
-        truncate_at: None,
-        delete_segments: Vec::new(),
-        case,
-        detail: None,
-    }
+fn segment_size(segments: &[SegmentImage<'_>], index: usize) -> u64 {
+    segments[index].bytes.len() as u64
 }
 
 /// Whether the segment's first frame verifies (with any LSN): a sign of acknowledged data.
 fn holds_valid_frame(segment: &SegmentImage<'_>) -> bool {
     SegmentHeader::decode(segment.bytes).is_ok()
-        && !scan_frames(segment.bytes, segment.segment_seq, Lsn::INVALID).records.is_empty()
+        && !scan_frames(segment.bytes, segment.segment_seq, Lsn::INVALID).frames.is_empty()
 }
-
-/// Offset of the first frame in a fresh segment.
-pub const FIRST_FRAME_OFFSET: u64 = DATA_START;
 
 #[cfg(test)]
 mod tests;

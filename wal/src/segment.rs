@@ -23,12 +23,15 @@
 //! | off          | size | field      | meaning                                            |
 //! |--------------|------|------------|----------------------------------------------------|
 //! | 0            | 4    | frame_len  | bytes in the frame, all fields included; 0 = end   |
-//! | 4            | 4    | reserved   | zero                                               |
+//! | 4            | 1    | flags      | bit 0 `BATCH_END`: last frame of a committed batch |
+//! | 5            | 3    | reserved   | zero                                               |
 //! | 8            | n    | record     | one record, encoded as in [`crate::record`]        |
 //! | frame_len-8  | 8    | checksum   | xxh3-64 with seed `segment_seq` of bytes `0..frame_len-8` |
 //!
 //! Seeding the checksum with the segment number means a frame left over from a recycled file
-//! never verifies in its new life. A frame never crosses the segment end: a record that does
+//! never verifies in its new life. A group commit is all or nothing: only its last frame carries
+//! `BATCH_END`, and recovery drops valid frames after the last `BATCH_END` (a batch cut short
+//! by a crash, possibly across a segment boundary). A frame never crosses the segment end: a record that does
 //! not fit goes to the next segment and the rest of this one stays zero.
 
 use crate::codec::{Reader, Writer};
@@ -112,11 +115,21 @@ impl SegmentHeader {
     }
 }
 
-/// Appends one frame holding `record` to `out`; returns the frame length.
-pub fn encode_frame(segment_seq: u64, record: &Record, out: &mut Vec<u8>) -> usize {
+/// Frame flag: the last frame of a committed batch.
+pub const BATCH_END: u8 = 1;
+
+/// Appends one frame holding `record` to `out`; returns the frame length. `batch_end` marks the
+/// last frame of a group commit.
+pub fn encode_frame(
+    segment_seq: u64,
+    record: &Record,
+    batch_end: bool,
+    out: &mut Vec<u8>,
+) -> usize {
     let start = out.len();
     out.put_u32(0); // frame_len, patched below
-    out.put_zeros(4);
+    out.put_u8(if batch_end { BATCH_END } else { 0 });
+    out.put_zeros(3);
     record.encode_into(out);
     let frame_len = out.len() - start + 8;
     let frame_len_u32 = u32::try_from(frame_len).expect("records are at most MAX_RECORD_SIZE");
@@ -138,11 +151,21 @@ pub enum ScanStop {
     Invalid { offset: u64, what: &'static str },
 }
 
+/// One valid frame found by a scan.
+#[derive(Debug)]
+pub struct ScannedFrame {
+    pub offset: u64,
+    /// Offset just past the frame.
+    pub end: u64,
+    pub batch_end: bool,
+    pub record: Record,
+}
+
 /// Result of scanning the frames of one segment.
 #[derive(Debug)]
 pub struct Scan {
-    /// Valid records with the offset of their frame, in order.
-    pub records: Vec<(u64, Record)>,
+    /// Valid frames, in order.
+    pub frames: Vec<ScannedFrame>,
     /// Offset just past the last valid frame.
     pub end_offset: u64,
     pub stop: ScanStop,
@@ -151,14 +174,15 @@ pub struct Scan {
 /// Scans the frames of a whole segment image (`bytes` is the file from offset 0). Records must
 /// carry LSNs above `prev_lsn` and strictly increasing. Never panics.
 pub fn scan_frames(bytes: &[u8], segment_seq: u64, prev_lsn: Lsn) -> Scan {
-    let mut records = Vec::new();
+    let mut frames = Vec::new();
     let mut offset = DATA_START as usize;
     let mut last_lsn = prev_lsn;
     let stop = loop {
         let Some(len_bytes) = bytes.get(offset..offset + 4) else {
             break ScanStop::EndOfSegment;
         };
-        let frame_len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let frame_len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         let frame_len = frame_len as usize;
         let invalid = |what| ScanStop::Invalid { offset: offset as u64, what };
         if frame_len == 0 {
@@ -183,10 +207,16 @@ pub fn scan_frames(bytes: &[u8], segment_seq: u64, prev_lsn: Lsn) -> Scan {
             break invalid("record LSN does not increase");
         }
         last_lsn = record.lsn;
-        records.push((offset as u64, record));
+        let batch_end = body[4] & BATCH_END != 0;
+        frames.push(ScannedFrame {
+            offset: offset as u64,
+            end: (offset + frame_len) as u64,
+            batch_end,
+            record,
+        });
         offset += frame_len;
     };
-    Scan { records, end_offset: offset as u64, stop }
+    Scan { frames, end_offset: offset as u64, stop }
 }
 
 #[cfg(test)]

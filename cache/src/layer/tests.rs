@@ -2,11 +2,20 @@ use super::*;
 use proptest::prelude::*;
 
 fn key(block: u32) -> PageKey {
-    PageKey { rel: RelTag { spc_oid: 1663, db_oid: 1, rel_number: 7, fork: Fork::Main }, block: BlockNumber(block) }
+    PageKey {
+        rel: RelTag { spc_oid: 1663, db_oid: 1, rel_number: 7, fork: Fork::Main },
+        block: BlockNumber(block),
+    }
 }
 
 fn sample_delta_layer() -> (Vec<u8>, LayerIndex) {
-    let mut writer = LayerWriter::new(LayerKind::Delta, TenantId::from_u128(1), TimelineId::from_u128(2), Lsn(0x10), Lsn(0x40));
+    let mut writer = LayerWriter::new(
+        LayerKind::Delta,
+        TenantId::from_u128(1),
+        TimelineId::from_u128(2),
+        Lsn(0x10),
+        Lsn(0x40),
+    );
     writer.add_image(key(0), Lsn(0x20), &[7u8; PAGE_SIZE]);
     writer.add_delta(key(0), Lsn(0x30), &[1, 0, 0, 0, 5, 0, 2, 0, b'h', b'i']);
     writer.add_image(key(3), Lsn(0x40), &[9u8; PAGE_SIZE]);
@@ -65,7 +74,13 @@ fn golden_v1_layer_files_decode_forever() {
     if std::env::var_os("PAGECORE_WRITE_GOLDEN").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(&golden, &file).unwrap();
-        let mut image = LayerWriter::new(LayerKind::Image, TenantId::from_u128(1), TimelineId::from_u128(2), Lsn(0x40), Lsn(0x40));
+        let mut image = LayerWriter::new(
+            LayerKind::Image,
+            TenantId::from_u128(1),
+            TimelineId::from_u128(2),
+            Lsn(0x40),
+            Lsn(0x40),
+        );
         image.add_image(key(0), Lsn(0x40), &[3u8; PAGE_SIZE]);
         image.add_rel_event(RelEvent { rel: key(0).rel, lsn: Lsn(0x40), nblocks: Some(4) });
         std::fs::write(dir.join("image.layer"), image.finish().0).unwrap();

@@ -52,14 +52,21 @@ fn broken_framing_gets_a_protocol_error_and_close() {
 #[test]
 fn unknown_tenant_and_timeline_are_refused() {
     let server = TestServer::start(2);
-    let error = Client::connect(&server.addr, Role::Reader, TenantId::from_u128(42), TimelineId::from_u128(1), 0)
-        .err()
-        .unwrap();
+    let error = Client::connect(
+        &server.addr,
+        Role::Reader,
+        TenantId::from_u128(42),
+        TimelineId::from_u128(1),
+        0,
+    )
+    .err()
+    .unwrap();
     assert_eq!(error.status(), Some(Status::UnknownTimeline), "{error}");
     let (tenant, _) = server.create_tenant();
-    let error = Client::connect(&server.addr, Role::Reader, tenant.tenant_id, TimelineId::from_u128(1), 0)
-        .err()
-        .unwrap();
+    let error =
+        Client::connect(&server.addr, Role::Reader, tenant.tenant_id, TimelineId::from_u128(1), 0)
+            .err()
+            .unwrap();
     assert_eq!(error.status(), Some(Status::UnknownTimeline));
 }
 
@@ -114,11 +121,13 @@ fn a_newer_writer_term_fences_the_old_writer() {
     assert_eq!(error.status(), Some(Status::Fenced), "{error}");
     new.append_wal(&[image(0x20, 0, 3)]).unwrap();
     // A stale term cannot even connect, also after a restart (the term is durable).
-    let stale = Client::connect(&server.addr, Role::Writer, tenant.tenant_id, timeline, 3).err().unwrap();
+    let stale =
+        Client::connect(&server.addr, Role::Writer, tenant.tenant_id, timeline, 3).err().unwrap();
     assert_eq!(stale.status(), Some(Status::Fenced));
     drop((old, new));
     server.restart_clean();
-    let stale = Client::connect(&server.addr, Role::Writer, tenant.tenant_id, timeline, 3).err().unwrap();
+    let stale =
+        Client::connect(&server.addr, Role::Writer, tenant.tenant_id, timeline, 3).err().unwrap();
     assert!(matches!(stale, ClientError::Server { status: Status::Fenced, .. }));
     let mut again = server.connect(Role::Writer, tenant.tenant_id, timeline, 4);
     assert_eq!(again.hello().writer_term, 4);

@@ -19,7 +19,9 @@ fn verify(server: &TestServer, tenant: wal::TenantId, timeline: wal::TimelineId,
             let expected = model.page_at(key, lsn);
             let got = reader.get_page(key, lsn, lsn);
             match expected {
-                Some(page) => assert!(got.unwrap()[..] == page[..], "{key} at {lsn} differs from the model"),
+                Some(page) => {
+                    assert!(got.unwrap()[..] == page[..], "{key} at {lsn} differs from the model")
+                }
                 None => assert!(got.is_err(), "{key} at {lsn} must not exist"),
             }
         }
@@ -79,7 +81,9 @@ fn kill9_under_load_loses_nothing_acknowledged() {
             (server.addr.clone(), acknowledged.clone(), in_flight.clone(), stop.clone());
         let tenant_id = tenant.tenant_id;
         move || {
-            let mut writer = server::client::Client::connect(addr, Role::Writer, tenant_id, timeline, 1).unwrap();
+            let mut writer =
+                server::client::Client::connect(addr, Role::Writer, tenant_id, timeline, 1)
+                    .unwrap();
             let mut round = 0;
             while !stop.load(Ordering::Relaxed) {
                 let batch = workload(round);
@@ -137,9 +141,16 @@ fn torn_wal_tail_is_cut_and_appends_continue() {
     drop(writer);
     server.stop();
     // A torn write: garbage that looks like the start of a frame right after the last record.
-    let wal_dir = server.dir.path().join("data/tenants").join(tenant.tenant_id.to_string())
-        .join("timelines").join(timeline.to_string()).join("wal");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let wal_dir = server
+        .dir
+        .path()
+        .join("data/tenants")
+        .join(tenant.tenant_id.to_string())
+        .join("timelines")
+        .join(timeline.to_string())
+        .join("wal");
+    let mut segments: Vec<_> =
+        std::fs::read_dir(&wal_dir).unwrap().map(|e| e.unwrap().path()).collect();
     segments.sort();
     let last = segments.last().unwrap();
     let mut bytes = std::fs::read(last).unwrap();

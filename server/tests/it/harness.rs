@@ -29,13 +29,19 @@ impl TestServer {
     /// Starts a server with `cores` cores, a 64 KiB WAL segment size (so tests cross segment
     /// boundaries) and a 500 ms LSN wait timeout.
     pub fn start(cores: usize) -> TestServer {
+        TestServer::start_with(cores, "")
+    }
+
+    /// Like [`TestServer::start`], with extra TOML appended to the config (e.g. a `[store]`
+    /// table).
+    pub fn start_with(cores: usize, extra_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("pagecore.toml");
         let config = format!(
             "data_dir = {:?}\nlisten = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
-             lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n",
+             lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n{extra_toml}\n",
             dir.path().join("data")
         );
         std::fs::write(&config_path, config).unwrap();
@@ -48,7 +54,8 @@ impl TestServer {
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let mut log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
         writeln!(log, "=== start {} ===", self.starts).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_pagecore"))
             .arg("serve")
@@ -63,8 +70,16 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !admin.ready() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let ss = Command::new("sh").arg("-c").arg(format!("ss -tanp | grep {}", self.addr)).output().unwrap();
-                panic!("pagecore exited with {status} during start:\n{}\n{}", self.log(), String::from_utf8_lossy(&ss.stdout));
+                let ss = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("ss -tanp | grep {}", self.addr))
+                    .output()
+                    .unwrap();
+                panic!(
+                    "pagecore exited with {status} during start:\n{}\n{}",
+                    self.log(),
+                    String::from_utf8_lossy(&ss.stdout)
+                );
             }
             assert!(Instant::now() < deadline, "pagecore not ready in 30 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
@@ -123,6 +138,31 @@ impl TestServer {
 
     pub fn connect(&self, role: Role, tenant: TenantId, timeline: TimelineId, term: u64) -> Client {
         Client::connect(&self.addr, role, tenant, timeline, term).unwrap()
+    }
+
+    /// Runs a store operation (`flush`, `compact`, `gc`) now and returns the timeline's info.
+    pub fn store_op(&self, tenant: TenantId, timeline: TimelineId, op: &str) -> serde_json::Value {
+        let url =
+            format!("http://{}/v1/tenants/{tenant}/timelines/{timeline}/{op}", self.admin_addr);
+        let response = ureq::post(&url).call().unwrap_or_else(|e| panic!("{op}: {e}"));
+        serde_json::from_str(&response.into_string().unwrap()).unwrap()
+    }
+
+    /// The timeline's info from the admin API.
+    pub fn timeline_info(&self, tenant: TenantId, timeline: TimelineId) -> serde_json::Value {
+        let info = self.admin().tenant(tenant).unwrap();
+        let found = info.timelines.into_iter().find(|t| t.timeline_id == timeline).unwrap();
+        serde_json::to_value(found).unwrap()
+    }
+
+    /// Path of a timeline's directory.
+    pub fn timeline_dir(&self, tenant: TenantId, timeline: TimelineId) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/tenants")
+            .join(tenant.to_string())
+            .join("timelines")
+            .join(timeline.to_string())
     }
 
     /// Fails if the log has ERROR or WARN lines other than those containing one of `allowed`.

@@ -5,5 +5,6 @@ mod cores;
 mod durability;
 mod harness;
 mod reads;
+mod store;
 mod support;
 mod tidy;

@@ -53,7 +53,9 @@ fn reads_pages_at_old_new_and_future_lsns() {
     let waiting = std::thread::spawn({
         let (addr, tenant_id) = (server.addr.clone(), tenant.tenant_id);
         move || {
-            let mut reader = server::client::Client::connect(addr, Role::Reader, tenant_id, timeline, 0).unwrap();
+            let mut reader =
+                server::client::Client::connect(addr, Role::Reader, tenant_id, timeline, 0)
+                    .unwrap();
             reader.get_page(key(0), Lsn(0x80), Lsn(0x80)).unwrap()
         }
     });
@@ -76,9 +78,8 @@ fn pipelined_requests_are_answered_in_order() {
     let records: Vec<_> = (0..32).map(|b| image(0x100 + u64::from(b), b, u64::from(b))).collect();
     writer.append_wal(&records).unwrap();
     let mut reader = server.connect(Role::Reader, tenant.tenant_id, timeline, 0);
-    let ids: Vec<u64> = (0..200u32)
-        .map(|i| reader.send_get_page(key(i % 40), Lsn(0x200), Lsn(0x11f)))
-        .collect();
+    let ids: Vec<u64> =
+        (0..200u32).map(|i| reader.send_get_page(key(i % 40), Lsn(0x200), Lsn(0x11f))).collect();
     for (i, id) in ids.into_iter().enumerate() {
         let response = reader.recv().unwrap();
         assert_eq!(response.request_id, id);

@@ -36,9 +36,12 @@ impl Model {
         }
     }
 
+    /// The page as of `lsn`: replayed from its records; all zeros if it has none but a later
+    /// block of its relation was written by then (the relation was extended past it); `None`
+    /// if the relation had no block that far.
     pub fn page_at(&self, key: PageKey, lsn: Lsn) -> Option<Vec<u8>> {
         let mut page: Option<Vec<u8>> = None;
-        for record in self.records.get(&key)?.iter().filter(|r| r.lsn <= lsn) {
+        for record in self.records.get(&key).into_iter().flatten().filter(|r| r.lsn <= lsn) {
             let current = page.get_or_insert_with(|| vec![0; PAGE_SIZE]);
             match &record.body {
                 RecordBody::Image(image) => current.copy_from_slice(&image[..]),
@@ -48,6 +51,14 @@ impl Model {
                     }
                 }
                 _ => {}
+            }
+        }
+        if page.is_none() {
+            let extended = self.records.iter().any(|(k, records)| {
+                k.rel == key.rel && k.block > key.block && records.iter().any(|r| r.lsn <= lsn)
+            });
+            if extended {
+                return Some(vec![0; PAGE_SIZE]);
             }
         }
         page
@@ -63,4 +74,47 @@ impl Model {
         lsns.sort();
         lsns
     }
+}
+
+/// A small seeded generator (xorshift64*) so failures replay with `SEED=<n>`.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seed from `SEED` if set, else from the clock; prints it so a failure can be replayed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        });
+        println!("{test}: SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A random batch of records for `blocks` blocks starting after `lsn`; returns the new last LSN.
+pub fn random_batch(rng: &mut Rng, lsn: &mut u64, blocks: u32, len: usize) -> Vec<Record> {
+    (0..len)
+        .map(|_| {
+            *lsn += 1 + rng.below(0x40);
+            let block = rng.below(u64::from(blocks)) as u32;
+            if rng.below(4) == 0 {
+                image(*lsn, block, rng.next())
+            } else {
+                let offset = rng.below(8000) as u16;
+                let bytes: Vec<u8> = (0..1 + rng.below(64)).map(|_| rng.next() as u8).collect();
+                delta(*lsn, block, offset, &bytes)
+            }
+        })
+        .collect()
 }

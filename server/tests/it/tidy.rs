@@ -36,11 +36,15 @@ fn crate_edges_point_one_way() {
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     for package in metadata["packages"].as_array().unwrap() {
         let name = package["name"].as_str().unwrap();
-        let permitted = allowed.get(name).unwrap_or_else(|| panic!("crate {name} is not in the edge table"));
+        let permitted =
+            allowed.get(name).unwrap_or_else(|| panic!("crate {name} is not in the edge table"));
         for dependency in package["dependencies"].as_array().unwrap() {
             let target = dependency["name"].as_str().unwrap();
             if members.contains(target) {
-                assert!(permitted.contains(&target), "edge {name} -> {target} is not allowed (STYLE S2)");
+                assert!(
+                    permitted.contains(&target),
+                    "edge {name} -> {target} is not allowed (STYLE S2)"
+                );
             }
         }
     }

@@ -58,10 +58,13 @@ fn delta_applies_patches_in_order() {
 pub(crate) fn arb_record() -> impl Strategy<Value = Record> {
     let body = prop_oneof![
         any::<u8>().prop_map(|fill| RecordBody::Image(Box::new([fill; PAGE_SIZE]))),
-        proptest::collection::vec((0u16..8000, proptest::collection::vec(any::<u8>(), 0..64)), 0..8)
-            .prop_map(|patches| RecordBody::Delta(
-                Delta::from_patches(patches.iter().map(|(o, b)| (*o, &b[..]))).unwrap()
-            )),
+        proptest::collection::vec(
+            (0u16..8000, proptest::collection::vec(any::<u8>(), 0..64)),
+            0..8
+        )
+        .prop_map(|patches| RecordBody::Delta(
+            Delta::from_patches(patches.iter().map(|(o, b)| (*o, &b[..]))).unwrap()
+        )),
         any::<u32>().prop_map(RecordBody::RelSize),
         Just(RecordBody::RelDrop),
     ];

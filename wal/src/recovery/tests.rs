@@ -19,6 +19,11 @@ fn record(lsn: u64) -> Record {
 }
 
 fn segment(seq: u64, lsns: &[u64]) -> Vec<u8> {
+    segment_with_commits(seq, lsns, lsns.len())
+}
+
+/// A segment whose first `committed` frames end batches; the rest belong to an unfinished one.
+fn segment_with_commits(seq: u64, lsns: &[u64], committed: usize) -> Vec<u8> {
     let header = SegmentHeader {
         segment_seq: seq,
         tenant_id: TENANT,
@@ -27,18 +32,16 @@ fn segment(seq: u64, lsns: &[u64]) -> Vec<u8> {
         prev_lsn: Lsn(0),
     };
     let mut bytes = header.encode();
-    for &lsn in lsns {
-        encode_frame(seq, &record(lsn), &mut bytes);
+    for (i, &lsn) in lsns.iter().enumerate() {
+        encode_frame(seq, &record(lsn), i < committed, &mut bytes);
     }
     bytes.resize(SEGMENT_SIZE, 0);
     bytes
 }
 
 fn check(segments: &[(u64, Vec<u8>)]) -> Result<Recovered, RecoveryError> {
-    let images: Vec<SegmentImage<'_>> = segments
-        .iter()
-        .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
-        .collect();
+    let images: Vec<SegmentImage<'_>> =
+        segments.iter().map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes }).collect();
     recover(TENANT, TIMELINE, &images)
 }
 
@@ -54,12 +57,13 @@ fn empty_and_clean_end() {
     assert_eq!(lsns(&recovered), vec![1, 2, 3]);
     assert_eq!(recovered.last_lsn, Lsn(3));
     assert_eq!(recovered.tail.unwrap().segment_seq, 2);
+    assert_eq!(recovered.segment_last_lsns, vec![(1, Lsn(2)), (2, Lsn(3))]);
 }
 
 #[test]
 fn torn_tail_truncates() {
     let mut last = segment(1, &[1, 2, 3]);
-    let third = crate::segment::scan_frames(&last, 1, Lsn(0)).records[2].0;
+    let third = crate::segment::scan_frames(&last, 1, Lsn(0)).frames[2].offset;
     last[third as usize + 9] ^= 1;
     let recovered = check(&[(1, last)]).unwrap();
     assert_eq!(recovered.case, "torn-tail");
@@ -93,4 +97,36 @@ fn bad_header_and_gaps_refuse() {
     assert_eq!(check(&[(1, segment(2, &[1]))]).unwrap_err().case, "bad-header");
     let gap = check(&[(1, segment(1, &[1])), (3, segment(3, &[2]))]).unwrap_err();
     assert_eq!(gap.case, "sequence-gap");
+}
+
+#[test]
+fn an_unfinished_batch_is_dropped_whole_even_across_segments() {
+    // Records 3 and 4 form one batch; only 4 would carry BATCH_END, and it never made it.
+    let first = segment_with_commits(1, &[1, 2, 3], 2);
+    let second = segment_with_commits(2, &[], 0);
+    let recovered = check(&[(1, first.clone()), (2, second)]).unwrap();
+    assert_eq!(recovered.case, "uncommitted-tail");
+    assert_eq!(lsns(&recovered), vec![1, 2]);
+    let third = crate::segment::scan_frames(&first, 1, Lsn(0)).frames[2].offset;
+    assert_eq!(recovered.truncate_at, Some((1, third)));
+    assert_eq!(recovered.delete_segments, vec![2]);
+    assert_eq!(recovered.segment_last_lsns, vec![(1, Lsn(2))]);
+    // The same batch, with its second half in the next segment but not yet marked.
+    let recovered = check(&[
+        (1, segment_with_commits(1, &[1, 2, 3], 2)),
+        (2, segment_with_commits(2, &[4], 0)),
+    ])
+    .unwrap();
+    assert_eq!(recovered.case, "uncommitted-tail");
+    assert_eq!(lsns(&recovered), vec![1, 2]);
+    assert_eq!(recovered.delete_segments, vec![2]);
+    // Once marked, the batch spanning both segments is kept.
+    let recovered = check(&[
+        (1, segment_with_commits(1, &[1, 2, 3], 2)),
+        (2, segment_with_commits(2, &[4], 1)),
+    ])
+    .unwrap();
+    assert_eq!(recovered.case, "clean-end");
+    assert_eq!(lsns(&recovered), vec![1, 2, 3, 4]);
+    assert_eq!(recovered.segment_last_lsns, vec![(1, Lsn(3)), (2, Lsn(4))]);
 }

@@ -28,7 +28,7 @@ fn record(lsn: u64) -> Record {
 fn segment_with(seq: u64, lsns: &[u64]) -> Vec<u8> {
     let mut bytes = header(seq).encode();
     for &lsn in lsns {
-        encode_frame(seq, &record(lsn), &mut bytes);
+        encode_frame(seq, &record(lsn), true, &mut bytes);
     }
     bytes.resize(SEGMENT_SIZE, 0);
     bytes
@@ -53,17 +53,17 @@ fn scan_reads_frames_until_zero() {
     let bytes = segment_with(1, &[5, 6, 9]);
     let scan = scan_frames(&bytes, 1, Lsn(0));
     assert_eq!(scan.stop, ScanStop::EndOfData);
-    let lsns: Vec<u64> = scan.records.iter().map(|(_, r)| r.lsn.0).collect();
+    let lsns: Vec<u64> = scan.frames.iter().map(|f| f.record.lsn.0).collect();
     assert_eq!(lsns, vec![5, 6, 9]);
 }
 
 #[test]
 fn scan_stops_at_torn_frame() {
     let mut bytes = segment_with(1, &[5, 6, 9]);
-    let second = scan_frames(&bytes, 1, Lsn(0)).records[1].0 as usize;
+    let second = scan_frames(&bytes, 1, Lsn(0)).frames[1].offset as usize;
     bytes[second + 12] ^= 0xff;
     let scan = scan_frames(&bytes, 1, Lsn(0));
-    assert_eq!(scan.records.len(), 1);
+    assert_eq!(scan.frames.len(), 1);
     assert_eq!(scan.end_offset, second as u64);
     assert!(matches!(scan.stop, ScanStop::Invalid { what: "frame checksum mismatch", .. }));
 }
@@ -72,7 +72,7 @@ fn scan_stops_at_torn_frame() {
 fn frames_from_another_segment_do_not_verify() {
     let bytes = segment_with(1, &[5]);
     let scan = scan_frames(&bytes, 2, Lsn(0));
-    assert!(scan.records.is_empty());
+    assert!(scan.frames.is_empty());
     assert!(matches!(scan.stop, ScanStop::Invalid { .. }));
 }
 
@@ -80,9 +80,9 @@ fn frames_from_another_segment_do_not_verify() {
 fn lsn_must_increase() {
     let bytes = segment_with(1, &[5, 5]);
     let scan = scan_frames(&bytes, 1, Lsn(0));
-    assert_eq!(scan.records.len(), 1);
+    assert_eq!(scan.frames.len(), 1);
     assert!(matches!(scan.stop, ScanStop::Invalid { what: "record LSN does not increase", .. }));
-    assert_eq!(scan_frames(&segment_with(1, &[5]), 1, Lsn(5)).records.len(), 0);
+    assert_eq!(scan_frames(&segment_with(1, &[5]), 1, Lsn(5)).frames.len(), 0);
 }
 
 proptest::proptest! {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Bench smoke (CI): starts a pagecore on ports 17410/17411 with a temporary data directory,
+# runs `pagecore-bench init`, a few seconds of two workloads and a quick `ceiling`, checks that
+# each JSON summary has the documented keys, and stops the server. Exits non-zero on failure.
+#
+# Binaries: $PAGECORE and $PAGECORE_BENCH (default target/release/pagecore and
+# target/release/pagecore-bench, relative to the repository root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PAGECORE=${PAGECORE:-target/release/pagecore}
+PAGECORE_BENCH=${PAGECORE_BENCH:-target/release/pagecore-bench}
+PAGECORE=$(realpath "$PAGECORE")
+PAGECORE_BENCH=$(realpath "$PAGECORE_BENCH")
+ADDR=127.0.0.1:17410
+ADMIN=127.0.0.1:17411
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$PAGECORE" serve --data-dir "$work/data" --listen "$ADDR" --admin-listen "$ADMIN" --log warn \
+    >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+    if curl -fs "http://$ADMIN/ready" >/dev/null 2>&1 || python3 - "$ADMIN" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=1)
+PY
+    then
+        break
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; echo "smoke: server died" >&2; exit 1; }
+    sleep 0.1
+done
+
+bench() { "$PAGECORE_BENCH" --addr "$ADDR" --admin-addr "$ADMIN" "$@"; }
+
+# JSON check: required top-level keys and, for each named operation, the latency keys.
+check() {
+    python3 - "$@" <<'PY'
+import json, sys
+path, ops = sys.argv[1], sys.argv[2:]
+doc = json.load(open(path))
+for key in ["schema_version", "command", "config", "duration_s", "throughput_per_s", "errors", "ops", "intervals"]:
+    assert key in doc, f"{path}: missing {key}"
+assert doc["throughput_per_s"] > 0, f"{path}: zero throughput"
+for op in ops:
+    assert op in doc["ops"], f"{path}: missing ops.{op} (have {sorted(doc['ops'])})"
+    for key in ["count", "mean_us", "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us"]:
+        assert key in doc["ops"][op], f"{path}: missing ops.{op}.{key}"
+    assert doc["ops"][op]["count"] > 0, f"{path}: ops.{op}.count is 0"
+print(f"smoke: {path}: ok ({doc['throughput_per_s']:.0f}/s)")
+PY
+}
+
+cd "$work"
+bench smoke
+bench init --scale 1 --tenants 2 --json init.json
+check init.json append_wal
+bench run -b tpcb-like -c 4 -T 3 -P 1 --json tpcb.json --hdr-log tpcb.hlog --html tpcb.html
+check tpcb.json transaction get_page commit append_wal
+bench run -b getpage-zipf --theta 0.99 -c 4 --pipeline 8 -T 2 --lsn random-in-window \
+    --vs-ceiling --quick --data-dir "$work/data" --json zipf.json
+check zipf.json transaction get_page
+python3 - <<'PY'
+import json
+doc = json.load(open("zipf.json"))
+assert "get_page_throughput_vs_loopback" in doc["ratios"], "zipf.json: missing ratios"
+assert "loopback" in doc["ceiling"], "zipf.json: missing ceiling"
+PY
+bench run -b select-only -c 2 -R 2000 -L 50 -t 500 --json rate.json
+check rate.json transaction get_page schedule_lag
+bench ceiling --quick --data-dir "$work/data" --clients 2 --pipeline 4 --json ceiling.json
+check ceiling.json loopback_reply fdatasync disk_read_qd1 disk_read_qd32 aes_xts_page
+python3 - <<'PY'
+import json
+doc = json.load(open("ceiling.json"))
+for key in ["disk_read", "loopback", "aes", "fdatasync"]:
+    assert key in doc["ceiling"], f"ceiling.json: missing ceiling.{key}"
+PY
+grep -q '^Tag=transaction,' tpcb.hlog || { echo "smoke: tpcb.hlog has no transaction intervals" >&2; exit 1; }
+grep -q '<svg' tpcb.html || { echo "smoke: tpcb.html has no plot" >&2; exit 1; }
+kill -0 "$server_pid" || { cat server.log; echo "smoke: server died during the run" >&2; exit 1; }
+echo "smoke: bench smoke passed"

@@ -1,0 +1,168 @@
+//! A non-blocking, pipelined page-protocol connection for the load generator's event loops.
+//!
+//! `server::client::Client` is blocking: one thread can wait on one socket only. A job thread
+//! here drives several connections from one `poll(2)` loop and timestamps each response when
+//! its bytes arrive, so latencies are not inflated by waiting on a different socket first. It
+//! reuses the server's frame and message codecs (`server::proto`), so it speaks exactly the
+//! protocol the server decodes; only the buffering differs.
+
+use anyhow::{bail, Context};
+use server::proto::frame::decode_frame;
+use server::proto::response::HelloOk;
+use server::proto::{Hello, Request, Response, Role, Status, MAX_FRAME_SIZE};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use wal::{Lsn, PageKey, TenantId, TimelineId};
+
+const INPUT_BYTES: usize = 256 * 1024;
+
+pub struct Conn {
+    stream: TcpStream,
+    input: Vec<u8>,
+    start: usize,
+    filled: usize,
+    output: Vec<u8>,
+    written: usize,
+    next_id: u64,
+    pub hello: HelloOk,
+}
+
+impl Conn {
+    /// Connects, performs the handshake (blocking), then switches the socket to non-blocking.
+    pub fn connect(
+        addr: &str,
+        role: Role,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        writer_term: u64,
+    ) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            input: vec![0; INPUT_BYTES],
+            start: 0,
+            filled: 0,
+            output: Vec::with_capacity(64 * 1024),
+            written: 0,
+            next_id: 1,
+            hello: HelloOk { protocol_version: 0, core: 0, last_lsn: 0, writer_term: 0 },
+        };
+        let hello = Hello::new(role, tenant_id, timeline_id, writer_term);
+        conn.send(&Request::Hello(hello));
+        conn.stream.write_all(&conn.output)?;
+        conn.output.clear();
+        let body = loop {
+            if let Some(answer) = conn.next_response(|r| (r.status(), r.body.to_vec()))? {
+                break answer;
+            }
+            if !conn.read_some()? {
+                bail!("server closed the connection during the handshake");
+            }
+        };
+        if body.0 != Status::Ok {
+            bail!("Hello refused: {}: {}", body.0, String::from_utf8_lossy(&body.1));
+        }
+        conn.hello = HelloOk::decode(&body.1)?;
+        conn.stream.set_nonblocking(true)?;
+        Ok(conn)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Buffers a request; returns its id.
+    pub fn send(&mut self, request: &Request<'_>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        request.encode(id, &mut self.output);
+        id
+    }
+
+    pub fn send_get_page(
+        &mut self,
+        key: PageKey,
+        request_lsn: Lsn,
+        not_modified_since: Lsn,
+    ) -> u64 {
+        self.send(&Request::GetPage { key, request_lsn, not_modified_since })
+    }
+
+    /// Whether buffered request bytes wait to be written.
+    pub fn wants_write(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    /// Writes what the socket takes without blocking.
+    pub fn write_some(&mut self) -> io::Result<()> {
+        while self.written < self.output.len() {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(count) => self.written += count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.output.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Reads what is available (one `read`). `Ok(false)`: the server closed the connection.
+    pub fn read_some(&mut self) -> io::Result<bool> {
+        self.make_room();
+        match self.stream.read(&mut self.input[self.filled..]) {
+            Ok(0) => Ok(false),
+            Ok(count) => {
+                self.filled += count;
+                Ok(true)
+            }
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves unread bytes to the front when the tail is short, and grows the buffer if the
+    /// frame being received is larger than it.
+    fn make_room(&mut self) {
+        if self.start == self.filled {
+            self.start = 0;
+            self.filled = 0;
+        }
+        let wanted = match self.input[self.start..self.filled].first_chunk::<4>() {
+            Some(len) => 4 + (u32::from_le_bytes(*len) as usize).min(MAX_FRAME_SIZE),
+            None => 4,
+        };
+        if self.input.len() - self.filled < 64 * 1024 || self.input.len() - self.start < wanted {
+            self.input.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+            if self.input.len() < wanted + 64 * 1024 {
+                self.input.resize(wanted + 64 * 1024, 0);
+            }
+        }
+    }
+
+    /// The next complete buffered response, passed borrowed to `on_response`; `None` if no
+    /// whole frame is buffered yet.
+    pub fn next_response<T>(
+        &mut self,
+        on_response: impl FnOnce(Response<'_>) -> T,
+    ) -> anyhow::Result<Option<T>> {
+        let Some((frame, used)) = decode_frame(&self.input[self.start..self.filled])
+            .map_err(|e| anyhow::anyhow!("broken response framing: {e}"))?
+        else {
+            return Ok(None);
+        };
+        let result = on_response(Response::decode(&frame)?);
+        self.start += used;
+        Ok(Some(result))
+    }
+}

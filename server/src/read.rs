@@ -1,0 +1,233 @@
+//! The read path: `GetPage@LSN` over a timeline's layers and its ancestors.
+//!
+//! A lookup first walks the in-memory indexes, newest first — open layer, frozen layer, layer
+//! files (their indexes are in memory), then the ancestor timeline at the branch point — and
+//! stops at the first image. Because every index is in memory, the plan is complete before any
+//! I/O: all payload reads of one lookup are then submitted to io_uring together, verified, and
+//! the page is rebuilt from the base image (or zeros) by applying the deltas oldest first.
+//!
+//! Relation existence and size decide `NotFound` before any page is read; versions at or below
+//! the last truncation or drop of the block are dead.
+
+use crate::layer_io::{join_all, LayerFile, LayerReadError};
+use crate::timeline::Timeline;
+use cache::layer::{IndexEntry, LayerKind};
+use cache::PageBody;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use wal::{Delta, Lsn, PageKey, RelTag, PAGE_SIZE};
+
+/// Why a read was not answered with a page.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    NotFound(String),
+    TooOld(String),
+    Corrupt(String),
+    Internal(String),
+}
+
+impl From<LayerReadError> for ReadError {
+    fn from(error: LayerReadError) -> Self {
+        match error {
+            LayerReadError::Corrupt(why) => ReadError::Corrupt(why),
+            LayerReadError::Io(why) => ReadError::Internal(why),
+        }
+    }
+}
+
+/// Size of `rel` at `lsn`, looking through ancestors below the branch point.
+pub(crate) fn rel_size(timeline: &Timeline, rel: RelTag, lsn: Lsn) -> Option<u32> {
+    match timeline.rels.borrow().lookup(rel, lsn) {
+        Some(size) => size,
+        None => {
+            let (parent, at) = timeline.ancestor.as_ref()?;
+            rel_size(parent, rel, lsn.min(*at))
+        }
+    }
+}
+
+/// Refuses reads below the retention horizon.
+pub(crate) fn check_horizon(timeline: &Timeline, lsn: Lsn) -> Result<(), ReadError> {
+    let horizon = timeline.gc_horizon.get();
+    if lsn < horizon {
+        return Err(ReadError::TooOld(format!(
+            "LSN {lsn} is below the retention horizon {horizon}"
+        )));
+    }
+    Ok(())
+}
+
+enum Step {
+    Memory(Delta),
+    Disk(Rc<LayerFile>, IndexEntry),
+}
+
+enum Base {
+    Zero,
+    /// Already copied into the output page.
+    Memory,
+    /// The step at this index holds the image.
+    Disk(usize),
+}
+
+/// Writes page `key` as of `lsn` into `out`. Returns how many layers it touched.
+pub(crate) async fn get_page(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    out: &mut [u8; PAGE_SIZE],
+) -> Result<u32, ReadError> {
+    check_horizon(timeline, lsn)?;
+    match rel_size(timeline, key.rel, lsn) {
+        None => {
+            return Err(ReadError::NotFound(format!(
+                "relation {} does not exist at {lsn}",
+                key.rel
+            )))
+        }
+        Some(nblocks) if key.block.0 >= nblocks => {
+            return Err(ReadError::NotFound(format!(
+                "block {} is beyond the end of relation {} ({nblocks} blocks) at {lsn}",
+                key.block, key.rel
+            )))
+        }
+        Some(_) => {}
+    }
+    let mut steps = Vec::new();
+    let (base, memory_layers) = plan(timeline, key, lsn, &mut steps, out);
+    let disk: Vec<(&Rc<LayerFile>, &IndexEntry)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Disk(layer, entry) => Some((layer, entry)),
+            Step::Memory(_) => None,
+        })
+        .collect();
+    let mut files: Vec<&str> = disk.iter().map(|(l, _)| l.name.as_str()).collect();
+    files.dedup();
+    let reads: Vec<Pin<Box<dyn Future<Output = _> + '_>>> = disk
+        .iter()
+        .map(|(layer, entry)| {
+            Box::pin(layer.read_payload(entry)) as Pin<Box<dyn Future<Output = _>>>
+        })
+        .collect();
+    let payloads = join_all(reads).await;
+    let mut payloads = payloads.into_iter();
+    let mut disk_payloads: Vec<Vec<u8>> = Vec::with_capacity(disk.len());
+    for payload in payloads.by_ref() {
+        disk_payloads.push(payload?);
+    }
+    rebuild(&steps, base, &disk_payloads, out)?;
+    Ok(memory_layers + files.len() as u32)
+}
+
+/// Collects the versions needed, newest first. Returns the base and the number of in-memory
+/// layers that contributed.
+fn plan(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    steps: &mut Vec<Step>,
+    out: &mut [u8; PAGE_SIZE],
+) -> (Base, u32) {
+    let mut current = timeline;
+    let mut limit = lsn;
+    let mut floor = Lsn::INVALID;
+    let mut memory_layers = 0;
+    loop {
+        floor = floor.max(current.rels.borrow().floor_for(key, limit));
+        let frozen = current.frozen.borrow().clone();
+        let open = current.open.borrow();
+        for layer in std::iter::once(&*open).chain(frozen.as_deref()) {
+            let versions = layer.versions(key, floor, limit);
+            if !versions.is_empty() {
+                memory_layers += 1;
+            }
+            for version in versions.iter().rev() {
+                match &version.body {
+                    PageBody::Image(page) => {
+                        out.copy_from_slice(&page[..]);
+                        return (Base::Memory, memory_layers);
+                    }
+                    PageBody::Delta(delta) => steps.push(Step::Memory(delta.clone())),
+                }
+            }
+        }
+        drop(open);
+        for layer in current.layers.borrow().iter() {
+            let header = &layer.index.header;
+            let in_range = match layer.kind() {
+                LayerKind::Image => header.lsn_start <= limit,
+                LayerKind::Delta => header.lsn_start < limit,
+            };
+            if !in_range {
+                continue;
+            }
+            for entry in layer.index.versions_of(key).iter().rev() {
+                if entry.lsn > limit || entry.lsn <= floor {
+                    continue;
+                }
+                steps.push(Step::Disk(layer.clone(), *entry));
+                if entry.is_image {
+                    return (Base::Disk(steps.len() - 1), memory_layers);
+                }
+            }
+        }
+        match &current.ancestor {
+            Some((parent, at)) if floor < *at => {
+                limit = limit.min(*at);
+                current = parent;
+            }
+            _ => return (Base::Zero, memory_layers),
+        }
+    }
+}
+
+/// Applies the plan oldest first.
+fn rebuild(
+    steps: &[Step],
+    base: Base,
+    disk_payloads: &[Vec<u8>],
+    out: &mut [u8; PAGE_SIZE],
+) -> Result<(), ReadError> {
+    // Disk payloads are in step order among disk steps; map each step to its payload.
+    let mut payload_of = Vec::with_capacity(steps.len());
+    let mut next = 0;
+    for step in steps {
+        payload_of.push(match step {
+            Step::Disk(..) => {
+                next += 1;
+                Some(next - 1)
+            }
+            Step::Memory(_) => None,
+        });
+    }
+    let newer_than_base = match base {
+        Base::Zero => {
+            out.fill(0);
+            steps.len()
+        }
+        Base::Memory => steps.len(),
+        Base::Disk(index) => {
+            let payload = &disk_payloads[payload_of[index].expect("image step is a disk step")];
+            out.copy_from_slice(payload);
+            index
+        }
+    };
+    for (step, payload) in steps[..newer_than_base].iter().zip(&payload_of).rev() {
+        match step {
+            Step::Memory(delta) => delta.apply(out),
+            Step::Disk(layer, entry) => {
+                let bytes = &disk_payloads[payload.expect("disk step has a payload")];
+                let delta = Delta::decode_payload(bytes).map_err(|e| {
+                    ReadError::Corrupt(format!(
+                        "layer {}: delta for {} at {}: {e}",
+                        layer.name, entry.key, entry.lsn
+                    ))
+                })?;
+                delta.apply(out);
+            }
+        }
+    }
+    Ok(())
+}
