@@ -11,6 +11,11 @@ use crate::rels::RelSizes;
 use std::collections::BTreeMap;
 use wal::{Delta, Lsn, PageKey, Record, RecordBody, PAGE_SIZE};
 
+/// Longest run of deltas a page may collect in one in-memory layer before the newest is
+/// materialised as an image. Bounds the redo work of a read (and, through flushes, the delta
+/// chains in layer files) for hot pages that only ever receive deltas.
+pub const MATERIALIZE_AFTER: usize = 32;
+
 /// A version's content.
 pub enum PageBody {
     Image(Box<[u8; PAGE_SIZE]>),
@@ -69,15 +74,25 @@ impl InMemoryLayer {
 
     /// Ingests one record: page versions go here, size changes to `rels`. The caller has
     /// checked LSN order; a regression here is a bug.
-    pub fn ingest(&mut self, record: Record, rels: &mut RelSizes) {
+    ///
+    /// Returns the key and LSN of a delta that ends a run of [`MATERIALIZE_AFTER`] deltas with
+    /// no image in this layer: the caller should rebuild that version and store it as an image
+    /// ([`InMemoryLayer::materialize`]), so no read ever applies a long chain.
+    pub fn ingest(&mut self, record: Record, rels: &mut RelSizes) -> Option<(PageKey, Lsn)> {
         assert!(record.lsn > self.last_lsn, "in-memory layer ingest went backwards");
         self.last_lsn = record.lsn;
         let Record { lsn, key, body } = record;
         let body = match body {
             RecordBody::Image(page) => PageBody::Image(page),
             RecordBody::Delta(delta) => PageBody::Delta(delta),
-            RecordBody::RelSize(nblocks) => return rels.set(key.rel, lsn, Some(nblocks)),
-            RecordBody::RelDrop => return rels.set(key.rel, lsn, None),
+            RecordBody::RelSize(nblocks) => {
+                rels.set(key.rel, lsn, Some(nblocks));
+                return None;
+            }
+            RecordBody::RelDrop => {
+                rels.set(key.rel, lsn, None);
+                return None;
+            }
         };
         rels.note_page_write(key, lsn);
         self.stats.payload_bytes += match &body {
@@ -89,7 +104,22 @@ impl InMemoryLayer {
             self.stats.pages += 1;
             Vec::new()
         });
+        let is_delta = matches!(body, PageBody::Delta(_));
         versions.push(Version { lsn, body });
+        let run =
+            versions.iter().rev().take_while(|v| matches!(v.body, PageBody::Delta(_))).count();
+        (is_delta && run >= MATERIALIZE_AFTER).then_some((key, lsn))
+    }
+
+    /// Replaces the delta of `key` at `lsn` by the full page it produces (the same version, so
+    /// readers see no difference). Returns false if that delta is not in this layer.
+    pub fn materialize(&mut self, key: PageKey, lsn: Lsn, page: &[u8; PAGE_SIZE]) -> bool {
+        let Some(versions) = self.pages.get_mut(&key) else { return false };
+        let Ok(index) = versions.binary_search_by_key(&lsn, |v| v.lsn) else { return false };
+        let PageBody::Delta(delta) = &versions[index].body else { return false };
+        self.stats.payload_bytes = self.stats.payload_bytes - delta.encoded_size() + PAGE_SIZE;
+        versions[index].body = PageBody::Image(Box::new(*page));
+        true
     }
 
     /// Versions of `key` with `floor < lsn <= upto`, oldest first.

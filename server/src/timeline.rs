@@ -261,14 +261,18 @@ impl Timeline {
             if !replay.is_empty() {
                 self.open_since.set(Some(Instant::now()));
             }
+            let mut materialize = Vec::new();
             let mut open = self.open.borrow_mut();
             let mut rels = self.rels.borrow_mut();
             for record in replay {
-                open.ingest(record, &mut rels);
+                materialize.extend(open.ingest(record, &mut rels));
             }
             drop((open, rels));
             self.applied.advance(last);
             self.last_accepted.set(last);
+            for (key, lsn) in materialize {
+                materialize_version(self, key, lsn).await;
+            }
         }
         let last_lsn = recovered.last_lsn.max(consistent);
         WalWriter::open(
@@ -365,6 +369,18 @@ impl Timeline {
     }
 }
 
+/// Rebuilds the version of `key` at `lsn` and stores it as an image in the open layer, ending a
+/// long run of deltas. Runs after the batch is acknowledged; a failure only leaves the run long.
+async fn materialize_version(timeline: &Timeline, key: wal::PageKey, lsn: Lsn) {
+    let mut page = Box::new([0u8; wal::PAGE_SIZE]);
+    match crate::read::get_page(timeline, key, lsn, &mut page).await {
+        Ok(_) => {
+            timeline.open.borrow_mut().materialize(key, lsn, &page);
+        }
+        Err(error) => tracing::debug!(%key, %lsn, ?error, "could not materialise a delta run"),
+    }
+}
+
 /// For a branch: its ancestor's relation sizes at the branch point.
 fn inherit_sizes(ancestor: Option<&(Rc<Timeline>, Lsn)>) -> Option<cache::rels::Inherit> {
     let (parent, at) = ancestor?;
@@ -408,6 +424,7 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
         }
         timeline.pending_bytes.set(timeline.pending_bytes.get() - bytes);
         let last = batch.last().map(|r| r.lsn).expect("batch is not empty");
+        let mut materialize = Vec::new();
         {
             let mut open = timeline.open.borrow_mut();
             let mut rels = timeline.rels.borrow_mut();
@@ -415,13 +432,16 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
                 timeline.open_since.set(Some(Instant::now()));
             }
             for record in batch {
-                open.ingest(record, &mut rels);
+                materialize.extend(open.ingest(record, &mut rels));
             }
             if open.stats().payload_bytes >= timeline.config.store.flush_threshold_bytes {
                 timeline.store_wake.notify();
             }
         }
         timeline.applied.advance(last);
+        for (key, lsn) in materialize {
+            materialize_version(&timeline, key, lsn).await;
+        }
     }
     if let Err(error) = writer.close().await {
         tracing::warn!(%error, "closing WAL segment");

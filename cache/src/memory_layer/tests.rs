@@ -96,3 +96,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn long_delta_runs_ask_to_be_materialized() {
+    let mut layer = InMemoryLayer::new(Lsn(0));
+    let mut rels = RelSizes::new();
+    assert_eq!(layer.ingest(image(1, 0, 0), &mut rels), None);
+    let mut asked = None;
+    for i in 0..MATERIALIZE_AFTER as u64 {
+        asked = layer.ingest(delta(2 + i, 0, i as u16, b"x"), &mut rels);
+        if i + 1 < MATERIALIZE_AFTER as u64 {
+            assert_eq!(asked, None);
+        }
+    }
+    let (k, lsn) = asked.expect("the 32nd delta asks");
+    let before = read(&layer, &rels, k, lsn.0).unwrap();
+    assert!(layer.materialize(k, lsn, &before.clone().try_into().unwrap()));
+    assert_eq!(read(&layer, &rels, k, lsn.0).unwrap(), before);
+    assert_eq!(
+        read(&layer, &rels, k, lsn.0 - 1).unwrap()[..3],
+        [b'x', b'x', b'x'],
+        "older versions unchanged"
+    );
+    assert_eq!(layer.ingest(delta(lsn.0 + 1, 0, 0, b"y"), &mut rels), None, "the run starts over");
+}

@@ -289,3 +289,42 @@ fn retention_removes_old_layers_and_refuses_old_reads() {
         server.restart_after_kill9();
     }
 }
+
+/// A hot page that only ever receives deltas (pgbench's branches page) must read right at every
+/// LSN while its long delta runs are materialised into images, across flushes and restarts.
+#[test]
+fn a_hot_page_with_only_deltas_reads_right_at_every_lsn() {
+    let mut server = TestServer::start_with(1, SMALL_STORE);
+    let (tenant, timeline) = server.create_tenant();
+    let tenant = tenant.tenant_id;
+    let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
+    let mut model = Model::default();
+    let first = [crate::support::image(0x10, 0, 7)];
+    writer.append_wal(&first).unwrap();
+    model.add(&first);
+    let mut lsn = 0x10;
+    for i in 0..300u64 {
+        lsn += 1;
+        let record = [crate::support::delta(lsn, 0, ((i * 37) % 8000) as u16, &i.to_le_bytes())];
+        writer.append_wal(&record).unwrap();
+        model.add(&record);
+        if i == 150 {
+            server.store_op(tenant, timeline, "flush");
+        }
+    }
+    for round in 0..2 {
+        let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
+        for at in model.lsns() {
+            let page = reader.get_page(key(0), at, at).unwrap();
+            assert!(page[..] == model.page_at(key(0), at).unwrap()[..], "round {round}: at {at}");
+        }
+        if round == 0 {
+            drop(writer);
+            server.restart_after_kill9();
+            writer = server.connect(Role::Writer, tenant, timeline, 1);
+        }
+    }
+    drop(writer);
+    let info = server.timeline_info(tenant, timeline);
+    assert!(info["read_layers_max"].as_u64().unwrap() <= 3, "{info}");
+}
