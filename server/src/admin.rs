@@ -3,11 +3,17 @@
 //! It runs on its own thread with `tiny_http` and never touches core state: every command is a
 //! message to the owning core (or to all cores for lists), answered over a one-shot channel.
 //! Cores poll their admin mailbox every few milliseconds (`serve.rs`); admin latency is not on
-//! any request path. Lock order: none (no locks; the mailboxes are channels).
+//! any request path. Lock order: one lock, the dashboard [`History`] (shared by the admin
+//! thread, which reads it, and the sampler thread, which appends to it); nothing is taken while
+//! holding it.
 //!
-//! Routes (JSON bodies; ids are 32 hex digits):
-//! - `GET /health` → 200 `{"status":"ok"}` while the process runs.
-//! - `GET /ready` → 200 once every core has recovered its tenants and listens, else 503.
+//! Routes (JSON bodies unless noted; ids are 32 hex digits):
+//! - `GET /health` → 200 `{"status":"ok"}` while the process runs (liveness).
+//! - `GET /ready` → 200 once every core has recovered its tenants and listens, else 503; 503
+//!   again from SIGTERM on, while connections drain (readiness for load balancers).
+//! - `GET /metrics` → Prometheus text (`metrics::exposition`).
+//! - `GET /dashboard` → the live dashboard (HTML, self-contained); `GET /dashboard/data?after=N`
+//!   → its samples newer than `N` (`metrics::history`).
 //! - `GET /v1/tenants` → 200 `[TenantInfo]`.
 //! - `POST /v1/tenants` `{"tenant_id"?: id}` → 201 `TenantInfo` (409 if it exists).
 //! - `GET /v1/tenants/{tenant}` → 200 `TenantInfo` (404 if unknown).
@@ -18,13 +24,17 @@
 //!   same on its own schedule).
 
 use crate::config::Config;
+use crate::metrics::exposition::{self, Process, TenantLabels};
+use crate::metrics::history::History;
+use crate::metrics::CoreSnapshot;
 use crate::store::StoreOp;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use wal::{Lsn, TenantId, TimelineId};
 
 /// A command for one core.
@@ -44,6 +54,8 @@ pub(crate) enum AdminCommand {
         op: StoreOp,
     },
     ListTenants,
+    /// A snapshot of the core's metrics (`/metrics`, the dashboard sampler).
+    Metrics,
     GetTenant {
         tenant_id: TenantId,
     },
@@ -55,6 +67,7 @@ pub(crate) enum AdminReply {
     Tenant(TenantInfo),
     Tenants(Vec<TenantInfo>),
     Timeline(Box<TimelineInfo>),
+    Metrics(Box<CoreSnapshot>),
     NotFound(String),
     Conflict(String),
     BadRequest(String),
@@ -127,14 +140,45 @@ pub(crate) enum CoreMessage {
     Shutdown,
 }
 
+/// The process's life as the admin API reports it (control plane; set by `serve.rs`).
+pub(crate) struct Lifecycle {
+    pub(crate) started: Instant,
+    pub(crate) start_unix_s: f64,
+    pub(crate) ready_cores: AtomicUsize,
+    /// Milliseconds from process start to all cores ready; 0 until then.
+    pub(crate) startup_ms: AtomicU64,
+    pub(crate) shutting_down: AtomicBool,
+    /// Set once the cores have stopped: the sampler thread ends.
+    pub(crate) stopped: AtomicBool,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(started: Instant) -> Self {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        Lifecycle {
+            started,
+            start_unix_s: (now - started.elapsed().min(now)).as_secs_f64(),
+            ready_cores: AtomicUsize::new(0),
+            startup_ms: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+}
+
 /// What the admin thread shares with the rest of the process.
 pub(crate) struct AdminState {
     pub(crate) config: Arc<Config>,
     pub(crate) mailboxes: Vec<mpsc::Sender<CoreMessage>>,
-    pub(crate) ready_cores: Arc<AtomicUsize>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) history: Arc<Mutex<History>>,
+    /// Only the admin thread renders `/metrics`, so only it touches the tenant labels.
+    pub(crate) labels: RefCell<TenantLabels>,
 }
 
 const CORE_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `/metrics` and the sampler give up on a core after this long (a scrape has a deadline).
+const METRICS_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl AdminState {
     fn ask(&self, core: usize, command: AdminCommand) -> AdminReply {
@@ -148,22 +192,167 @@ impl AdminState {
     }
 }
 
+/// Asks every core for its metrics at once, then collects the answers in core order.
+pub(crate) fn collect_snapshots(
+    mailboxes: &[mpsc::Sender<CoreMessage>],
+) -> Result<Vec<CoreSnapshot>, String> {
+    let mut pending = Vec::with_capacity(mailboxes.len());
+    for (core, mailbox) in mailboxes.iter().enumerate() {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        if mailbox.send(CoreMessage::Admin(AdminCommand::Metrics, reply_tx)).is_err() {
+            return Err(format!("core {core} is not running"));
+        }
+        pending.push(reply_rx);
+    }
+    let deadline = Instant::now() + METRICS_REPLY_TIMEOUT;
+    let mut snapshots = Vec::with_capacity(pending.len());
+    for (core, reply) in pending.into_iter().enumerate() {
+        match reply.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(AdminReply::Metrics(snapshot)) => snapshots.push(*snapshot),
+            Ok(_) | Err(_) => return Err(format!("core {core} did not answer")),
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Takes a dashboard sample every `metrics.dashboard_sample_ms` until the cores stop.
+pub(crate) fn sample_forever(
+    config: Arc<Config>,
+    mailboxes: Vec<mpsc::Sender<CoreMessage>>,
+    lifecycle: Arc<Lifecycle>,
+    history: Arc<Mutex<History>>,
+) {
+    let interval = Duration::from_millis(config.metrics.dashboard_sample_ms);
+    let mut next = Instant::now();
+    while !lifecycle.stopped.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(Duration::from_millis(100)));
+            continue;
+        }
+        next += interval;
+        if next < now {
+            next = now + interval; // fell behind (a core was slow to answer): skip, don't burst
+        }
+        if lifecycle.ready_cores.load(Ordering::Acquire) < config.cores {
+            continue;
+        }
+        if let Ok(snapshots) = collect_snapshots(&mailboxes) {
+            let unix_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
+            history.add(Instant::now(), unix_ms, &snapshots);
+        }
+    }
+}
+
+/// The live dashboard: one self-contained page (no CDN), polling `/dashboard/data`.
+const DASHBOARD_HTML: &str = include_str!("metrics/dashboard.html");
+
+/// An HTTP answer.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
 /// Serves admin requests until `server` is unblocked.
 pub(crate) fn run(server: Arc<tiny_http::Server>, state: AdminState) {
     for mut request in server.incoming_requests() {
         let mut body = String::new();
-        let (status, json) = match request.as_reader().take(64 * 1024).read_to_string(&mut body) {
-            Ok(_) => route(&state, request.method(), request.url(), &body),
-            Err(error) => (400, error_json(&format!("unreadable body: {error}"))),
+        let reply = match request.as_reader().take(64 * 1024).read_to_string(&mut body) {
+            Ok(_) => route_any(&state, request.method(), request.url(), &body),
+            Err(error) => json_reply((400, error_json(&format!("unreadable body: {error}")))),
         };
-        let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
+        let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
             .expect("static header is valid");
-        let response =
-            tiny_http::Response::from_string(json).with_status_code(status).with_header(header);
+        let response = tiny_http::Response::from_string(reply.body)
+            .with_status_code(reply.status)
+            .with_header(header);
         if let Err(error) = request.respond(response) {
             tracing::info!(%error, "admin client went away");
         }
     }
+}
+
+fn json_reply((status, body): (u16, String)) -> Reply {
+    Reply { status, content_type: "application/json", body }
+}
+
+/// Routes that answer something other than JSON, then the JSON API.
+fn route_any(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) -> Reply {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    if *method != tiny_http::Method::Get {
+        return json_reply(route(state, method, url, body));
+    }
+    match path {
+        "/metrics" => metrics_text(state),
+        "/dashboard" | "/dashboard/" => Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD_HTML.to_string(),
+        },
+        "/dashboard/data" => {
+            let after = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("after="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let history = state.history.lock().unwrap_or_else(|e| e.into_inner());
+            json_reply((200, history.json(after, dashboard_header(state)).to_string()))
+        }
+        _ => json_reply(route(state, method, url, body)),
+    }
+}
+
+fn process_facts(state: &AdminState) -> Process {
+    let lifecycle = &state.lifecycle;
+    let startup_ms = lifecycle.startup_ms.load(Ordering::Acquire);
+    let mut process = Process {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: option_env!("PAGECORE_COMMIT").unwrap_or("unknown"),
+        start_unix_s: lifecycle.start_unix_s,
+        startup_s: (startup_ms > 0).then(|| startup_ms as f64 / 1000.0),
+        ready: lifecycle.ready_cores.load(Ordering::Acquire) == state.config.cores,
+        shutting_down: lifecycle.shutting_down.load(Ordering::Acquire),
+        cores: state.config.cores,
+        ..Process::default()
+    };
+    process.read_proc();
+    process
+}
+
+fn metrics_text(state: &AdminState) -> Reply {
+    let process = process_facts(state);
+    let snapshots =
+        if process.ready { collect_snapshots(&state.mailboxes) } else { Ok(Vec::new()) };
+    match snapshots {
+        Ok(snapshots) => Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: exposition::render(&process, &snapshots, &mut state.labels.borrow_mut()),
+        },
+        Err(why) => json_reply((503, error_json(&why))),
+    }
+}
+
+fn dashboard_header(state: &AdminState) -> serde_json::Value {
+    let process = process_facts(state);
+    serde_json::json!({
+        "version": process.version,
+        "commit": process.commit,
+        "cores": process.cores,
+        "ready": process.ready,
+        "shutting_down": process.shutting_down,
+        "startup_s": process.startup_s,
+        "uptime_s": state.lifecycle.started.elapsed().as_secs_f64(),
+        "resident_bytes": process.resident_bytes,
+        "open_fds": process.open_fds,
+        "sample_ms": state.config.metrics.dashboard_sample_ms,
+        "history": state.config.metrics.dashboard_history,
+        "slow_request_ms": state.config.slow_request_ms,
+    })
 }
 
 fn error_json(message: &str) -> String {
@@ -193,10 +382,13 @@ fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) 
     match (method, path.as_slice()) {
         (Get, ["health"]) => (200, serde_json::json!({ "status": "ok" }).to_string()),
         (Get, ["ready"]) => {
-            let ready = state.ready_cores.load(Ordering::Acquire);
+            let ready = state.lifecycle.ready_cores.load(Ordering::Acquire);
+            let stopping = state.lifecycle.shutting_down.load(Ordering::Acquire);
             let cores = state.config.cores;
-            let code = if ready == cores { 200 } else { 503 };
-            (code, serde_json::json!({ "ready": ready == cores, "cores_ready": ready, "cores": cores }).to_string())
+            let is_ready = ready == cores && !stopping;
+            let body = serde_json::json!({ "ready": is_ready, "cores_ready": ready,
+                "cores": cores, "shutting_down": stopping });
+            (if is_ready { 200 } else { 503 }, body.to_string())
         }
         (Get, ["v1", "tenants"]) => {
             let mut all = Vec::new();
@@ -325,6 +517,7 @@ fn reply(answer: AdminReply) -> (u16, String) {
         AdminReply::NotFound(message) => (404, error_json(&message)),
         AdminReply::Conflict(message) => (409, error_json(&message)),
         AdminReply::BadRequest(message) => (400, error_json(&message)),
+        AdminReply::Metrics(_) => (500, error_json("a metrics snapshot where none was asked")),
         AdminReply::Failed(message) => {
             tracing::error!(%message, "admin command failed");
             (500, error_json(&message))

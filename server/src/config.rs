@@ -30,8 +30,18 @@ pub struct Config {
     pub hello_timeout_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `server=debug`.
     pub log: String,
+    /// Log one line for every request slower than this, with where its time went; 0 = off.
+    pub slow_request_ms: u64,
+    /// At most this many slow-request lines per second per core; the rest are only counted.
+    pub slow_request_log_per_sec: u32,
+    /// After SIGTERM: how long connections may take to finish the requests they have read
+    /// before they are closed regardless.
+    pub shutdown_timeout_ms: u64,
+    /// CPU ids the cores are pinned to, core `i` on `cpus[i]`. Empty: CPUs `0..cores`.
+    pub cpus: Vec<usize>,
     pub wal: WalConfig,
     pub store: StoreConfig,
+    pub metrics: MetricsConfig,
     /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
     pub placement: BTreeMap<String, usize>,
 }
@@ -56,8 +66,13 @@ impl Default for Config {
             lsn_wait_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,
             log: "info".to_string(),
+            slow_request_ms: 100,
+            slow_request_log_per_sec: 20,
+            shutdown_timeout_ms: 10_000,
+            cpus: Vec::new(),
             wal: WalConfig::default(),
             store: StoreConfig::default(),
+            metrics: MetricsConfig::default(),
             placement: BTreeMap::new(),
         }
     }
@@ -102,6 +117,32 @@ impl Default for StoreConfig {
     }
 }
 
+/// `/metrics` and `/dashboard` (see `deploy/README.md`, "Metrics").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Tenants with a label of their own in `/metrics`, first come first served and kept for
+    /// the life of the process; every other tenant is counted under `tenant="other"`.
+    pub max_tenant_series: usize,
+    /// Tenants (hex ids) that always get a label of their own, in addition to the above.
+    pub tenant_series: Vec<String>,
+    /// How often the dashboard history takes a sample.
+    pub dashboard_sample_ms: u64,
+    /// How many samples the dashboard history keeps (600 × 1 s = 10 minutes).
+    pub dashboard_history: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_tenant_series: 64,
+            tenant_series: Vec::new(),
+            dashboard_sample_ms: 1000,
+            dashboard_history: 600,
+        }
+    }
+}
+
 impl Default for WalConfig {
     fn default() -> Self {
         WalConfig { segment_size_bytes: 16 << 20, max_pending_bytes: 64 << 20 }
@@ -131,9 +172,11 @@ impl Config {
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.cores == 0 {
-            self.cores = online;
+            self.cores = if self.cpus.is_empty() { online } else { self.cpus.len() };
         }
-        if self.cores > online {
+        if !self.cpus.is_empty() {
+            self.check_cpus()?;
+        } else if self.cores > online {
             let why = format!("{} cores requested, {online} online", self.cores);
             return Err(ConfigError::Invalid { key: "cores", why });
         }
@@ -152,6 +195,17 @@ impl Config {
             let why = "background_bytes_per_sec and background_tick_ms must be positive".into();
             return Err(ConfigError::Invalid { key: "store", why });
         }
+        let metrics = &self.metrics;
+        if metrics.dashboard_sample_ms < 100 || metrics.dashboard_history == 0 {
+            let why = "dashboard_sample_ms must be at least 100 and dashboard_history positive";
+            return Err(ConfigError::Invalid { key: "metrics", why: why.into() });
+        }
+        if let Some(bad) =
+            metrics.tenant_series.iter().find(|t| t.parse::<wal::TenantId>().is_err())
+        {
+            let why = format!("{bad:?} is not a 32-digit hex tenant id");
+            return Err(ConfigError::Invalid { key: "metrics.tenant_series", why });
+        }
         for (tenant, core) in &self.placement {
             if tenant.parse::<wal::TenantId>().is_err() {
                 let why = format!("{tenant:?} is not a 32-digit hex tenant id");
@@ -163,6 +217,30 @@ impl Config {
             }
         }
         Ok(self)
+    }
+
+    /// The CPU core `core` is pinned to.
+    pub fn cpu_of(&self, core: usize) -> usize {
+        self.cpus.get(core).copied().unwrap_or(core)
+    }
+
+    /// `cpus` names one CPU per core, each online and none twice.
+    fn check_cpus(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid { key: "cpus", why });
+        if self.cpus.len() != self.cores {
+            return invalid(format!("{} CPUs listed for {} cores", self.cpus.len(), self.cores));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for cpu in &self.cpus {
+            if !seen.insert(cpu) {
+                return invalid(format!("CPU {cpu} is listed twice"));
+            }
+            let online = std::path::Path::new("/sys/devices/system/cpu").join(format!("cpu{cpu}"));
+            if !online.exists() {
+                return invalid(format!("CPU {cpu} does not exist on this machine"));
+            }
+        }
+        Ok(())
     }
 
     /// The core that owns `tenant`: explicit placement, else a stable hash of its id.

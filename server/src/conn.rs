@@ -9,19 +9,29 @@
 //!
 //! Errors: a request that is well framed but wrong is answered in-band and the connection goes
 //! on; broken framing gets a `ProtocolError` frame and the connection is closed.
+//!
+//! Metrics: each request is timed from the read that brought its bytes (so queueing behind
+//! earlier requests of the same read counts) to its response being ready, and counted for the
+//! core and the tenant (`metrics`). Where the time went (queued, LSN wait, disk, commit) is
+//! kept per request in a [`Trace`] on the stack and logged only for slow requests.
+//!
+//! Shutdown: once the core's drain started, a connection answers every request it has read,
+//! writes the answers and closes (`core::Drain`).
 
 use crate::core::LocalCore;
-use crate::proto::frame::{decode_frame, Tag, TAG_PROTOCOL_ERROR};
+use crate::metrics::{self, Op, RequestKind, TenantCounters};
+use crate::proto::frame::{decode_frame, Tag, FRAME_HEADER_SIZE, TAG_PROTOCOL_ERROR};
 use crate::proto::request::{BlockList, Hello, RecordList};
 use crate::proto::response::{begin_ok, encode_error, encode_protocol_error, finish, HelloOk};
 use crate::proto::{Frame, Request, Role, Status, MAX_FRAME_SIZE, PROTOCOL_VERSION};
-use crate::read::{self, ReadError};
+use crate::read::{self, ReadError, ReadStats};
 use crate::timeline::{AppendError, Timeline};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
+use std::net::Shutdown;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wal::codec::Writer;
 use wal::{Lsn, PageKey, RelTag, PAGE_SIZE};
 
@@ -129,23 +139,74 @@ pub(crate) fn hello_tenant(input: &Input, out: &mut Vec<u8>) -> Option<wal::Tena
 
 /// What a request handler needs about its connection.
 struct Session {
+    core: Rc<LocalCore>,
     timeline: Rc<Timeline>,
+    tenant: Rc<TenantCounters>,
     role: Role,
     writer_term: u64,
     lsn_wait: Duration,
+    /// Requests at least this slow are logged; `None`: off.
+    slow: Option<Duration>,
 }
+
+/// Where one request's time went, for metrics and the slow-request log. Lives on the stack.
+#[derive(Default)]
+struct Trace {
+    kind: RequestKind,
+    /// Where this request's response starts in `out`, unless `out` was written out first.
+    response_at: usize,
+    written_before: bool,
+    key: Option<PageKey>,
+    lsn: Lsn,
+    not_modified_since: Lsn,
+    count: usize,
+    lsn_wait: Duration,
+    read: ReadStats,
+    pages: u64,
+    /// AppendWal: waiting for room in memory, then for the group commit.
+    ingest_wait: Duration,
+    commit_wait: Duration,
+}
+
+/// How long a connection closed by the shutdown drain waits for its client to close too.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Serves a connection whose first buffered frame is a `Hello` for a tenant this core owns.
 pub(crate) async fn serve(core: Rc<LocalCore>, mut stream: TcpStream, mut input: Input) {
+    let slot = core.drain.register();
+    metrics::connection_opened();
     let mut out = Vec::with_capacity(64 * 1024);
-    let Some(session) = handshake(&core, &mut input, &mut out).await else {
-        let _ = stream.write_all(&out).await;
-        return;
-    };
-    let peer = stream.peer_addr().ok();
-    if let Err(error) = serve_requests(&session, &mut stream, &mut input, &mut out).await {
-        tracing::info!(?peer, %error, "connection ended");
+    match handshake(&core, &mut input, &mut out).await {
+        Some(session) => {
+            let peer = stream.peer_addr().ok();
+            let served = serve_requests(&session, slot, &mut stream, &mut input, &mut out).await;
+            if let Err(error) = served {
+                tracing::info!(?peer, %error, "connection ended");
+            }
+        }
+        None => {
+            let _ = stream.write_all(&out).await;
+        }
     }
+    if core.drain.started() {
+        linger(&mut stream).await;
+    }
+    metrics::connection_closed();
+    core.drain.unregister(slot);
+}
+
+/// Closes a drained connection without losing answers: a FIN goes out behind the last
+/// responses, then input is read and dropped until the client closes too (bounded). Closing
+/// with unread input would make the kernel send a reset, which can destroy responses still in
+/// flight.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write).await;
+    let mut sink = [0u8; 4096];
+    let _ = glommio::timer::timeout(LINGER, async {
+        while let Ok(1..) = stream.read(&mut sink).await {}
+        Ok(())
+    })
+    .await;
 }
 
 async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -> Option<Session> {
@@ -197,20 +258,34 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
     finish(out, start);
     input.consume(used);
     let lsn_wait = Duration::from_millis(core.config.lsn_wait_timeout_ms);
-    Some(Session { timeline, role, writer_term, lsn_wait })
+    let slow_ms = core.config.slow_request_ms;
+    let slow = (slow_ms > 0).then(|| Duration::from_millis(slow_ms));
+    let tenant = core.tenant_counters(tenant_id);
+    Some(Session { core: core.clone(), timeline, tenant, role, writer_term, lsn_wait, slow })
+}
+
+/// Writes `out` to the client and empties it.
+async fn write_out(session: &Session, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    stream.write_all(out).await?;
+    metrics::network(0, out.len());
+    TenantCounters::add(&session.tenant.bytes_sent, out.len() as u64);
+    out.clear();
+    Ok(())
 }
 
 async fn serve_requests(
     session: &Session,
+    slot: usize,
     stream: &mut TcpStream,
     input: &mut Input,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
+    let mut read_at = Instant::now();
     loop {
         loop {
             match decode_frame(input.unread()) {
                 Ok(Some((frame, used))) => {
-                    handle(session, &frame, stream, out).await?;
+                    handle(session, &frame, read_at, stream, out).await?;
                     input.consume(used);
                 }
                 Ok(None) => break,
@@ -222,21 +297,119 @@ async fn serve_requests(
             }
         }
         if !out.is_empty() {
-            stream.write_all(out).await?;
-            out.clear();
+            write_out(session, stream, out).await?;
         }
-        if input.read_more(stream).await? == 0 {
+        if session.core.drain.started() {
+            return Ok(()); // every request read before the drain is answered: close
+        }
+        let read = futures_lite::future::or(async { Some(input.read_more(stream).await) }, async {
+            session.core.drain.wait(slot).await;
+            None
+        })
+        .await;
+        let count = match read {
+            Some(read) => read?,
+            None => return Ok(()), // the drain started while idle
+        };
+        if count == 0 {
             return Ok(());
         }
+        read_at = Instant::now();
+        metrics::network(count, 0);
+        TenantCounters::add(&session.tenant.bytes_received, count as u64);
     }
 }
 
-/// Answers one request into `out`.
+/// Answers one request into `out`, and accounts for it.
 async fn handle(
+    session: &Session,
+    frame: &Frame<'_>,
+    read_at: Instant,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let started = Instant::now();
+    metrics::request_started();
+    let mut trace = Trace { response_at: out.len(), ..Trace::default() };
+    let result = dispatch(session, frame, stream, out, &mut trace).await;
+    let status = match result {
+        Ok(()) => response_status(out, &trace),
+        Err(_) => 0,
+    };
+    metrics::request_finished(status);
+    session.tenant.request(trace.kind, status);
+    TenantCounters::add(&session.tenant.pages, trace.pages);
+    let done = Instant::now();
+    let total = done - read_at;
+    if status == Status::Ok as u16 {
+        let op = match trace.kind {
+            RequestKind::GetPage if trace.read.disk_reads > 0 => Some(Op::GetPageDisk),
+            RequestKind::GetPage => Some(Op::GetPageMemory),
+            RequestKind::GetPages => Some(Op::GetPages),
+            RequestKind::AppendWal => Some(Op::AppendWal),
+            _ => None,
+        };
+        if let Some(op) = op {
+            metrics::record(op, total);
+        }
+    }
+    if session.slow.is_some_and(|slow| total >= slow) {
+        log_slow(session, &trace, status, total, started - read_at);
+    }
+    result
+}
+
+/// The status of the response `handle` just appended (the first field after the header).
+fn response_status(out: &[u8], trace: &Trace) -> u16 {
+    let at = if trace.written_before { 0 } else { trace.response_at } + FRAME_HEADER_SIZE;
+    out.get(at..at + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// One line for a slow request, with where its time went. Rare by definition, and capped per
+/// second per core, so it may format and allocate.
+fn log_slow(session: &Session, trace: &Trace, status: u16, total: Duration, queued: Duration) {
+    TenantCounters::add(&session.tenant.slow_requests, 1);
+    let (log_it, suppressed) = metrics::slow_request(session.core.config.slow_request_log_per_sec);
+    if suppressed > 0 {
+        tracing::info!(core = session.core.id, suppressed, "slow requests not logged (rate limit)");
+    }
+    if !log_it {
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let accounted =
+        queued + trace.lsn_wait + trace.read.disk_wait + trace.ingest_wait + trace.commit_wait;
+    let status = Status::from_u16(status).map_or("?", Status::name);
+    let key = trace.key.map(|k| k.to_string()).unwrap_or_default();
+    tracing::info!(
+        tenant = %session.timeline.tenant_id,
+        timeline = %session.timeline.timeline_id,
+        op = trace.kind.name(),
+        key = key.as_str(),
+        lsn = %trace.lsn,
+        not_modified_since = %trace.not_modified_since,
+        count = trace.count,
+        status,
+        total_ms = ms(total),
+        queued_ms = ms(queued),
+        lsn_wait_ms = ms(trace.lsn_wait),
+        disk_ms = ms(trace.read.disk_wait),
+        disk_reads = trace.read.disk_reads,
+        layers = trace.read.layers,
+        ingest_wait_ms = ms(trace.ingest_wait),
+        commit_ms = ms(trace.commit_wait),
+        other_ms = ms(total.saturating_sub(accounted)),
+        "slow request"
+    );
+}
+
+/// Decodes and answers one request into `out`.
+async fn dispatch(
     session: &Session,
     frame: &Frame<'_>,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) -> io::Result<()> {
     let id = frame.request_id;
     let response_tag = if frame.tag & 0x80 == 0 { frame.tag | 0x80 } else { TAG_PROTOCOL_ERROR };
@@ -246,6 +419,14 @@ async fn handle(
             encode_error(out, response_tag, id, Status::BadRequest, format_args!("{error}"));
             return Ok(());
         }
+    };
+    trace.kind = match request {
+        Request::Ping => RequestKind::Ping,
+        Request::Hello(_) => RequestKind::Invalid,
+        Request::GetPage { .. } => RequestKind::GetPage,
+        Request::GetPages { .. } => RequestKind::GetPages,
+        Request::RelSize { .. } => RequestKind::RelSize,
+        Request::AppendWal { .. } => RequestKind::AppendWal,
     };
     match request {
         Request::Ping => {
@@ -262,27 +443,32 @@ async fn handle(
             );
         }
         Request::GetPage { key, request_lsn, not_modified_since } => {
+            (trace.key, trace.lsn, trace.not_modified_since) =
+                (Some(key), request_lsn, not_modified_since);
             if let Err((status, message)) = check_read_lsns(request_lsn, not_modified_since) {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
             if let Err((status, message)) =
-                wait_lsn(session, not_modified_since, stream, out).await?
+                wait_lsn(session, not_modified_since, stream, out, trace).await?
             {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            get_page(session, key, request_lsn, response_tag, id, out).await;
+            get_page(session, key, request_lsn, response_tag, id, out, trace).await;
         }
         Request::GetPages { rel, lsn, blocks } => {
-            if let Err((status, message)) = wait_for_read(session, lsn, stream, out).await? {
+            (trace.lsn, trace.count) = (lsn, blocks.len());
+            if let Err((status, message)) = wait_for_read(session, lsn, stream, out, trace).await? {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            get_pages(session, rel, lsn, blocks, response_tag, id, out).await;
+            let request = PagesRequest { rel, lsn, blocks };
+            get_pages(session, request, response_tag, id, out, trace).await;
         }
         Request::RelSize { rel, lsn } => {
-            if let Err((status, message)) = wait_for_read(session, lsn, stream, out).await? {
+            trace.lsn = lsn;
+            if let Err((status, message)) = wait_for_read(session, lsn, stream, out, trace).await? {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
@@ -308,9 +494,12 @@ async fn handle(
             }
         }
         Request::AppendWal { records } => {
-            let result = append(session, records, stream, out).await?;
+            trace.count = records.len();
+            let result = append(session, records, stream, out, trace).await?;
             match result {
                 Ok(durable) => {
+                    trace.lsn = durable;
+                    TenantCounters::add(&session.tenant.wal_records, records.len() as u64);
                     let start = begin_ok(out, response_tag, id);
                     out.put_u64(durable.0);
                     finish(out, start);
@@ -344,11 +533,12 @@ async fn wait_for_read(
     lsn: Lsn,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) -> io::Result<Result<(), Refusal>> {
     if lsn == Lsn::INVALID {
         return Ok(Err((Status::BadRequest, "lsn must not be 0".into())));
     }
-    wait_lsn(session, lsn, stream, out).await
+    wait_lsn(session, lsn, stream, out, trace).await
 }
 
 /// Waits until the timeline has ingested `target`, for at most the configured time. Writes the
@@ -358,6 +548,7 @@ async fn wait_lsn(
     target: Lsn,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) -> io::Result<Result<(), Refusal>> {
     let applied = &session.timeline.applied;
     if applied.get() >= target {
@@ -367,12 +558,15 @@ async fn wait_lsn(
         return Ok(Err((Status::Internal, why)));
     }
     if !out.is_empty() {
-        stream.write_all(out).await?;
-        out.clear();
+        write_out(session, stream, out).await?;
+        trace.written_before = true;
     }
+    let started = Instant::now();
     let waited =
         glommio::timer::timeout(session.lsn_wait, async { Ok(applied.wait_for(target).await) })
             .await;
+    trace.lsn_wait = started.elapsed();
+    metrics::record(Op::LsnWait, trace.lsn_wait);
     Ok(match waited {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(why)) => Err((Status::Internal, why)),
@@ -394,14 +588,15 @@ async fn get_page(
     response_tag: u8,
     id: u64,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) {
     let start = begin_ok(out, response_tag, id);
     let page_at = out.len();
     out.resize(page_at + PAGE_SIZE, 0);
     let page: &mut [u8; PAGE_SIZE] = (&mut out[page_at..]).try_into().expect("exactly one page");
     match read::get_page(&session.timeline, key, lsn, page).await {
-        Ok(layers) => {
-            count_read(&session.timeline, layers);
+        Ok(stats) => {
+            count_read(&session.timeline, stats, trace);
             finish(out, start)
         }
         Err(error) => {
@@ -412,7 +607,12 @@ async fn get_page(
     }
 }
 
-fn count_read(timeline: &Timeline, layers: u32) {
+fn count_read(timeline: &Timeline, stats: ReadStats, trace: &mut Trace) {
+    trace.pages += 1;
+    trace.read.layers += stats.layers;
+    trace.read.disk_reads += stats.disk_reads;
+    trace.read.disk_wait += stats.disk_wait;
+    let layers = stats.layers;
     let counters = &timeline.counters;
     counters.reads.set(counters.reads.get() + 1);
     counters.read_layers_total.set(counters.read_layers_total.get() + u64::from(layers));
@@ -434,15 +634,22 @@ fn read_refusal(error: ReadError) -> Refusal {
     }
 }
 
-async fn get_pages(
-    session: &Session,
+/// A decoded GetPages: `blocks` of `rel` as of `lsn`.
+struct PagesRequest<'a> {
     rel: RelTag,
     lsn: Lsn,
-    blocks: BlockList<'_>,
+    blocks: BlockList<'a>,
+}
+
+async fn get_pages(
+    session: &Session,
+    request: PagesRequest<'_>,
     response_tag: u8,
     id: u64,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) {
+    let PagesRequest { rel, lsn, blocks } = request;
     if let Err(error) = read::check_horizon(&session.timeline, lsn) {
         let (status, message) = read_refusal(error);
         encode_error(out, response_tag, id, status, format_args!("{message}"));
@@ -461,8 +668,8 @@ async fn get_pages(
             (&mut out[page_at..]).try_into().expect("exactly one page");
         let status =
             match read::get_page(&session.timeline, PageKey { rel, block }, lsn, page).await {
-                Ok(layers) => {
-                    count_read(&session.timeline, layers);
+                Ok(stats) => {
+                    count_read(&session.timeline, stats, trace);
                     continue;
                 }
                 Err(error) => read_refusal(error).0,
@@ -478,6 +685,7 @@ async fn append(
     records: RecordList<'_>,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
+    trace: &mut Trace,
 ) -> io::Result<Result<Lsn, Refusal>> {
     if session.role != Role::Writer {
         return Ok(Err((Status::Unauthorized, "this connection is not a writer".into())));
@@ -487,15 +695,24 @@ async fn append(
         Err(error) => return Ok(Err((Status::BadRequest, format!("invalid record: {error}")))),
     };
     let timeline = &session.timeline;
+    let started = Instant::now();
+    let room = timeline.wait_for_ingest_room().await;
+    trace.ingest_wait = started.elapsed();
+    if let Err(refusal) = room {
+        return Ok(Err(append_refusal(refusal)));
+    }
     let target = match timeline.accept(session.writer_term, records) {
         Ok(target) => target,
         Err(refusal) => return Ok(Err(append_refusal(refusal))),
     };
     if !out.is_empty() {
-        stream.write_all(out).await?;
-        out.clear();
+        write_out(session, stream, out).await?;
+        trace.written_before = true;
     }
-    Ok(match timeline.applied.wait_for(target).await {
+    let started = Instant::now();
+    let durable = timeline.applied.wait_for(target).await;
+    trace.commit_wait = started.elapsed();
+    Ok(match durable {
         Ok(durable) => Ok(durable),
         Err(why) => Err((Status::Internal, why)),
     })
@@ -513,6 +730,10 @@ fn append_refusal(refusal: AppendError) -> Refusal {
         AppendError::SlowDown { pending_bytes } => {
             (Status::SlowDown, format!("{pending_bytes} bytes wait for the WAL; retry later"))
         }
+        AppendError::MemoryFull { held_bytes } => (
+            Status::SlowDown,
+            format!("{held_bytes} bytes in memory wait for a layer flush; retry later"),
+        ),
         AppendError::Broken(why) => (Status::Internal, why),
     }
 }

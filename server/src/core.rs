@@ -4,16 +4,21 @@
 //! Cross-core traffic is limited to handing a freshly accepted connection to its owner core
 //! (once per connection, never per request) and to admin commands. State here is reached only
 //! from this core's thread; `local_*` types are `!Send`.
+//!
+//! Shutdown ([`Drain`]): once started, every connection finishes the requests it has already
+//! read, writes their responses and closes; a connection idling in `read` is woken for it.
 
 use crate::admin::{AdminCommand, AdminReply, TenantInfo, TimelineInfo};
 use crate::config::Config;
+use crate::metrics::{self, CoreSnapshot, TenantCounters, TenantSnapshot};
 use crate::runtime::{blocking, sync_dir_blocking, write_file_durably};
 use crate::store;
 use crate::timeline::{timeline_dir, Timeline, TimelineMeta};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use wal::{Lsn, TenantId, TimelineId};
 
 /// The state of one core.
@@ -21,8 +26,74 @@ pub(crate) struct LocalCore {
     pub(crate) id: usize,
     pub(crate) config: Rc<Config>,
     tenants: RefCell<BTreeMap<TenantId, LocalTenant>>,
+    /// Request counters per tenant, shared with the tenant's connections.
+    tenant_counters: RefCell<BTreeMap<TenantId, Rc<TenantCounters>>>,
     /// Task queue with few CPU shares for flushes, image layers and GC.
     background: glommio::TaskQueueHandle,
+    pub(crate) drain: Drain,
+}
+
+/// The connections of this core and the signal that they should finish and close.
+///
+/// Each connection holds a slot for the waker of its pending read, so starting the drain can
+/// wake a connection idling in `read` (O(1) per read; slots are reused, so the table grows
+/// only with the number of connections open at once).
+#[derive(Default)]
+pub(crate) struct Drain {
+    started: Cell<bool>,
+    slots: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+    open: Cell<usize>,
+}
+
+impl Drain {
+    pub(crate) fn started(&self) -> bool {
+        self.started.get()
+    }
+
+    /// Registers a connection (once per connection, not per request); returns its slot.
+    pub(crate) fn register(&self) -> usize {
+        self.open.set(self.open.get() + 1);
+        let mut slots = self.slots.borrow_mut();
+        self.free.borrow_mut().pop().unwrap_or_else(|| {
+            slots.push(None);
+            slots.len() - 1
+        })
+    }
+
+    pub(crate) fn unregister(&self, slot: usize) {
+        self.slots.borrow_mut()[slot] = None;
+        self.free.borrow_mut().push(slot);
+        self.open.set(self.open.get() - 1);
+    }
+
+    /// Tells every connection to finish what it has read and close; returns how many are open.
+    pub(crate) fn start(&self) -> usize {
+        self.started.set(true);
+        for waker in self.slots.borrow_mut().iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+        self.open.get()
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Completes once the drain has started; polled beside a connection's read.
+    pub(crate) async fn wait(&self, slot: usize) {
+        std::future::poll_fn(|cx| {
+            if self.started.get() {
+                return Poll::Ready(());
+            }
+            let mut slots = self.slots.borrow_mut();
+            if !slots[slot].as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slots[slot] = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 struct LocalTenant {
@@ -40,7 +111,47 @@ impl LocalCore {
             glommio::Latency::NotImportant,
             "background",
         );
-        LocalCore { id, config, tenants: RefCell::new(BTreeMap::new()), background }
+        LocalCore {
+            id,
+            config,
+            tenants: RefCell::new(BTreeMap::new()),
+            tenant_counters: RefCell::new(BTreeMap::new()),
+            background,
+            drain: Drain::default(),
+        }
+    }
+
+    /// The request counters of `tenant` (created on first use, once per tenant).
+    pub(crate) fn tenant_counters(&self, tenant: TenantId) -> Rc<TenantCounters> {
+        self.tenant_counters.borrow_mut().entry(tenant).or_default().clone()
+    }
+
+    /// This core's metrics and its tenants', for the admin thread.
+    pub(crate) fn metrics_snapshot(&self) -> CoreSnapshot {
+        let mut snapshot = metrics::local_snapshot(self.id);
+        let counters = self.tenant_counters.borrow();
+        for (tenant_id, tenant) in self.tenants.borrow().iter() {
+            let mut total = TenantSnapshot {
+                tenant_id: Some(*tenant_id),
+                core: self.id,
+                tenants: 1,
+                ..TenantSnapshot::default()
+            };
+            if let Some(c) = counters.get(tenant_id) {
+                total.requests = std::array::from_fn(|i| c.requests[i].get());
+                total.errors = c.errors.get();
+                total.pages = c.pages.get();
+                total.bytes_received = c.bytes_received.get();
+                total.bytes_sent = c.bytes_sent.get();
+                total.wal_records = c.wal_records.get();
+                total.slow_requests = c.slow_requests.get();
+            }
+            for timeline in tenant.timelines.values() {
+                add_timeline_gauges(&mut total, timeline);
+            }
+            snapshot.tenants.push(total);
+        }
+        snapshot
     }
 
     /// Loads every tenant this core owns from the data directory.
@@ -138,6 +249,7 @@ impl LocalCore {
                 self.create_timeline(tenant_id, timeline_id, ancestor).await
             }
             AdminCommand::ListTenants => AdminReply::Tenants(self.tenant_infos(None)),
+            AdminCommand::Metrics => AdminReply::Metrics(Box::new(self.metrics_snapshot())),
             AdminCommand::GetTenant { tenant_id } => match self.tenant_infos(Some(tenant_id)).pop()
             {
                 Some(info) => AdminReply::Tenant(info),
@@ -252,6 +364,36 @@ impl LocalCore {
             })
             .collect()
     }
+}
+
+/// Adds one timeline's gauges and store counters to its tenant's snapshot.
+fn add_timeline_gauges(total: &mut TenantSnapshot, timeline: &Timeline) {
+    let applied = timeline.applied.get();
+    total.timelines += 1;
+    total.broken_timelines += u64::from(timeline.broken().is_some());
+    total.lag_commit_bytes += timeline.last_accepted.get().0.saturating_sub(applied.0);
+    total.lag_layers_bytes += applied.0.saturating_sub(timeline.disk_consistent.get().0);
+    total.wal_queue_bytes += timeline.pending_bytes.get() as u64;
+    let frozen = timeline.frozen.borrow().as_ref().map_or(0, |f| f.stats().payload_bytes);
+    total.in_memory_bytes += (timeline.open.borrow().stats().payload_bytes + frozen) as u64;
+    let newest_image = timeline.meta.borrow().image_lsns.iter().copied().max().unwrap_or(0);
+    for layer in timeline.layers.borrow().iter() {
+        match layer.kind() {
+            cache::layer::LayerKind::Image => total.image_layers += 1,
+            cache::layer::LayerKind::Delta => {
+                total.delta_layers += 1;
+                if layer.index.header.lsn_end.0 > newest_image {
+                    total.compaction_debt_layers += 1;
+                }
+            }
+        }
+    }
+    let counters = &timeline.counters;
+    total.reads += counters.reads.get();
+    total.read_layers += counters.read_layers_total.get();
+    total.read_layers_max = total.read_layers_max.max(u64::from(counters.read_layers_max.get()));
+    total.flushes += counters.flushes.get();
+    total.gc_removed_layers += counters.gc_removed_layers.get();
 }
 
 fn timeline_info(timeline: &Timeline) -> TimelineInfo {

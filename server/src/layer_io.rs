@@ -11,8 +11,7 @@
 
 use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
 use cache::layer::{
-    aligned_span, decode_header, decode_index, verify_payload, IndexEntry, LayerIndex, LayerKind,
-    HEADER_SIZE,
+    decode_header, decode_index, verify_payload, IndexEntry, LayerIndex, LayerKind, HEADER_SIZE,
 };
 use std::cell::Cell;
 use std::future::Future;
@@ -51,20 +50,35 @@ impl LayerFile {
         &self.path
     }
 
-    pub(crate) async fn read_payload(&self, entry: &IndexEntry) -> Result<Vec<u8>, LayerReadError> {
-        let (start, end) = aligned_span(entry);
+    /// Reads the aligned byte range `[start, end)` with O_DIRECT.
+    pub(crate) async fn read_span(&self, start: u64, end: u64) -> Result<Vec<u8>, LayerReadError> {
         let read = self
             .file
             .read_at_aligned(start, (end - start) as usize)
             .await
             .map_err(|e| LayerReadError::Io(format!("reading layer {}: {e}", self.name)))?;
-        let from = (entry.offset - start) as usize;
-        let payload = read.get(from..from + entry.len as usize).ok_or_else(|| {
-            LayerReadError::Corrupt(format!("layer {} is shorter than its index says", self.name))
-        })?;
+        if (read.len() as u64) < end - start {
+            let why = format!("layer {} is shorter than its index says", self.name);
+            return Err(LayerReadError::Corrupt(why));
+        }
+        Ok(read.to_vec())
+    }
+
+    /// The verified payload of `entry` inside `span`, which was read from `span_start`.
+    pub(crate) fn payload_in<'a>(
+        &self,
+        entry: &IndexEntry,
+        span_start: u64,
+        span: &'a [u8],
+    ) -> Result<&'a [u8], LayerReadError> {
+        let from = entry.offset.checked_sub(span_start).map(|o| o as usize);
+        let payload =
+            from.and_then(|from| span.get(from..from + entry.len as usize)).ok_or_else(|| {
+                LayerReadError::Corrupt(format!("layer {}: payload outside its read", self.name))
+            })?;
         verify_payload(entry, payload)
             .map_err(|e| LayerReadError::Corrupt(format!("layer {}: {e}", self.name)))?;
-        Ok(payload.to_vec())
+        Ok(payload)
     }
 }
 

@@ -15,6 +15,7 @@ mod admin;
 mod conn;
 mod core;
 mod layer_io;
+mod metrics;
 mod read;
 mod runtime;
 mod store;

@@ -11,11 +11,12 @@
 
 use crate::layer_io::{join_all, LayerFile, LayerReadError};
 use crate::timeline::Timeline;
-use cache::layer::{IndexEntry, LayerKind};
+use cache::layer::{aligned_span, IndexEntry, LayerKind};
 use cache::PageBody;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use wal::{Delta, Lsn, PageKey, RelTag, PAGE_SIZE};
 
 /// Why a read was not answered with a page.
@@ -71,13 +72,24 @@ enum Base {
     Disk(usize),
 }
 
-/// Writes page `key` as of `lsn` into `out`. Returns how many layers it touched.
+/// What one page read cost: for metrics and the slow-request log.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReadStats {
+    /// Layers (in memory and files) that contributed versions: the read amplification.
+    pub(crate) layers: u32,
+    /// Layer payload reads, all submitted together.
+    pub(crate) disk_reads: u32,
+    /// Wall time from submitting those reads to the last completing.
+    pub(crate) disk_wait: Duration,
+}
+
+/// Writes page `key` as of `lsn` into `out`. Returns what it cost.
 pub(crate) async fn get_page(
     timeline: &Timeline,
     key: PageKey,
     lsn: Lsn,
     out: &mut [u8; PAGE_SIZE],
-) -> Result<u32, ReadError> {
+) -> Result<ReadStats, ReadError> {
     check_horizon(timeline, lsn)?;
     match rel_size(timeline, key.rel, lsn) {
         None => {
@@ -96,29 +108,38 @@ pub(crate) async fn get_page(
     }
     let mut steps = Vec::new();
     let (base, memory_layers) = plan(timeline, key, lsn, &mut steps, out);
-    let disk: Vec<(&Rc<LayerFile>, &IndexEntry)> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Disk(layer, entry) => Some((layer, entry)),
-            Step::Memory(_) => None,
-        })
-        .collect();
-    let mut files: Vec<&str> = disk.iter().map(|(l, _)| l.name.as_str()).collect();
+    let spans = coalesce(&steps);
+    let mut files: Vec<&str> = spans.iter().map(|s| s.layer.name.as_str()).collect();
     files.dedup();
-    let reads: Vec<Pin<Box<dyn Future<Output = _> + '_>>> = disk
+    let reads: Vec<Pin<Box<dyn Future<Output = _> + '_>>> = spans
         .iter()
-        .map(|(layer, entry)| {
-            Box::pin(layer.read_payload(entry)) as Pin<Box<dyn Future<Output = _>>>
+        .map(|span| {
+            Box::pin(crate::metrics::timed_disk_read(span.layer.read_span(span.start, span.end)))
+                as Pin<Box<dyn Future<Output = _>>>
         })
         .collect();
-    let payloads = join_all(reads).await;
-    let mut payloads = payloads.into_iter();
-    let mut disk_payloads: Vec<Vec<u8>> = Vec::with_capacity(disk.len());
-    for payload in payloads.by_ref() {
-        disk_payloads.push(payload?);
+    let disk_started = (!spans.is_empty()).then(Instant::now);
+    let span_bytes = join_all(reads).await;
+    let disk_wait = disk_started.map_or(Duration::ZERO, |started| started.elapsed());
+    let span_bytes: Vec<Vec<u8>> = span_bytes.into_iter().collect::<Result<_, _>>()?;
+    let mut disk_payloads: Vec<&[u8]> = Vec::new();
+    for step in &steps {
+        if let Step::Disk(layer, entry) = step {
+            let index = spans
+                .iter()
+                .position(|s| {
+                    Rc::ptr_eq(&s.layer, layer) && s.start <= entry.offset && entry.offset < s.end
+                })
+                .expect("every disk step lies in a span");
+            disk_payloads.push(layer.payload_in(entry, spans[index].start, &span_bytes[index])?);
+        }
     }
     rebuild(&steps, base, &disk_payloads, out)?;
-    Ok(memory_layers + files.len() as u32)
+    Ok(ReadStats {
+        layers: memory_layers + files.len() as u32,
+        disk_reads: spans.len() as u32,
+        disk_wait,
+    })
 }
 
 /// Collects the versions needed, newest first. Returns the base and the number of in-memory
@@ -160,7 +181,10 @@ fn plan(
                 LayerKind::Image => header.lsn_start <= limit,
                 LayerKind::Delta => header.lsn_start < limit,
             };
-            if !in_range {
+            // An image set is several files with disjoint key ranges: skip the others cheaply.
+            let holds_key =
+                layer.index.key_range().is_some_and(|(first, last)| first <= key && key <= last);
+            if !in_range || !holds_key {
                 continue;
             }
             for entry in layer.index.versions_of(key).iter().rev() {
@@ -183,11 +207,48 @@ fn plan(
     }
 }
 
+/// One O_DIRECT read covering the payloads of one or more disk steps in one layer file.
+struct Span {
+    layer: Rc<LayerFile>,
+    start: u64,
+    end: u64,
+}
+
+/// Largest gap between two payloads of one file that one read still covers: reading a few
+/// unneeded KiB is cheaper than another I/O. A delta layer keeps a key's deltas next to each
+/// other, so a chain of deltas in one file is usually one read.
+const COALESCE_GAP: u64 = 16 * 1024;
+
+/// Groups the disk steps' aligned ranges per file and merges those that touch or nearly touch.
+fn coalesce(steps: &[Step]) -> Vec<Span> {
+    let mut ranges: Vec<(&Rc<LayerFile>, u64, u64)> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Disk(layer, entry) => {
+                let (start, end) = aligned_span(entry);
+                Some((layer, start, end))
+            }
+            Step::Memory(_) => None,
+        })
+        .collect();
+    ranges.sort_by_key(|(layer, start, _)| (Rc::as_ptr(layer), *start));
+    let mut spans: Vec<Span> = Vec::with_capacity(ranges.len());
+    for (layer, start, end) in ranges {
+        match spans.last_mut() {
+            Some(last) if Rc::ptr_eq(&last.layer, layer) && start <= last.end + COALESCE_GAP => {
+                last.end = last.end.max(end);
+            }
+            _ => spans.push(Span { layer: layer.clone(), start, end }),
+        }
+    }
+    spans
+}
+
 /// Applies the plan oldest first.
 fn rebuild(
     steps: &[Step],
     base: Base,
-    disk_payloads: &[Vec<u8>],
+    disk_payloads: &[&[u8]],
     out: &mut [u8; PAGE_SIZE],
 ) -> Result<(), ReadError> {
     // Disk payloads are in step order among disk steps; map each step to its payload.

@@ -5,21 +5,29 @@
 //! accepts). The accepting core reads the `Hello`, computes the owner core of its tenant and,
 //! if that is another core, duplicates the socket's fd and sends it with the bytes already read
 //! over the mesh; the owner rebuilds the stream and serves it for its whole life.
+//!
+//! Shutdown (SIGTERM or SIGINT), bounded by `shutdown_timeout_ms`: `/ready` turns 503; each
+//! core closes its listener, lets every connection finish the requests it has already read
+//! and closes it (`core::Drain`), waits until its timelines' queued appends are durable, and
+//! stops. Then the admin thread stops. Each step's time is logged, as is the restart time
+//! ("ready: ... startup_ms").
 
-use crate::admin::{self, AdminState, CoreMessage};
+use crate::admin::{self, AdminState, CoreMessage, Lifecycle};
 use crate::config::Config;
 use crate::conn::{self, Input};
 use crate::core::LocalCore;
+use crate::metrics::{exposition::TenantLabels, history::History};
 use crate::runtime::probe_dma;
 use anyhow::Context as _;
 use futures_lite::AsyncWriteExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A connection on its way to its owner core.
@@ -46,33 +54,53 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_listen))?,
     );
     let config = Arc::new(config);
-    let ready_cores = Arc::new(AtomicUsize::new(0));
+    let lifecycle = Arc::new(Lifecycle::new(started));
     let mesh: MeshBuilder<Handoff, Full> = MeshBuilder::full(config.cores, MESH_CAPACITY);
     let mut mailboxes = Vec::new();
     let mut executors = Vec::new();
     for core in 0..config.cores {
         let (tx, rx) = mpsc::channel();
         mailboxes.push(tx);
-        let (config, mesh, ready) = (config.clone(), mesh.clone(), ready_cores.clone());
-        let executor = LocalExecutorBuilder::new(Placement::Fixed(core))
+        let (config, mesh, lifecycle) = (config.clone(), mesh.clone(), lifecycle.clone());
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(config.cpu_of(core)))
             .name(&format!("core-{core}"))
             .io_memory(config.io_memory_bytes)
-            .spawn(move || core_main(core, config, mesh, rx, ready, started))
+            .spawn(move || core_main(core, config, mesh, rx, lifecycle))
             .map_err(|e| anyhow::anyhow!("starting core {core}: {e}"))?;
         executors.push(executor);
     }
-    let admin_state =
-        AdminState { config: config.clone(), mailboxes: mailboxes.clone(), ready_cores };
+    let history = Arc::new(Mutex::new(History::new(config.metrics.dashboard_history)));
+    let metrics = &config.metrics;
+    let admin_state = AdminState {
+        config: config.clone(),
+        mailboxes: mailboxes.clone(),
+        lifecycle: lifecycle.clone(),
+        history: history.clone(),
+        labels: RefCell::new(TenantLabels::new(metrics.max_tenant_series, &metrics.tenant_series)),
+    };
     let admin_thread = {
         let server = admin_server.clone();
         std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || admin::run(server, admin_state))?
     };
+    let sampler_thread = {
+        let (config, mailboxes, lifecycle) = (config.clone(), mailboxes.clone(), lifecycle.clone());
+        std::thread::Builder::new()
+            .name("metrics-sampler".into())
+            .spawn(move || admin::sample_forever(config, mailboxes, lifecycle, history))?
+    };
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, cores = config.cores,
+        cpus = ?(0..config.cores).map(|c| config.cpu_of(c)).collect::<Vec<_>>(),
         data_dir = %config.data_dir.display(), "pagecore starting");
     let signal = wait_for_termination_signal();
-    tracing::info!(signal, "shutting down: no new connections, flushing WAL");
+    let stopping = Instant::now();
+    lifecycle.shutting_down.store(true, Ordering::Release);
+    tracing::info!(
+        signal,
+        timeout_ms = config.shutdown_timeout_ms,
+        "shutting down: not ready, no new connections, finishing requests already read"
+    );
     for mailbox in &mailboxes {
         let _ = mailbox.send(CoreMessage::Shutdown);
     }
@@ -90,9 +118,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    lifecycle.stopped.store(true, Ordering::Release);
+    let _ = sampler_thread.join();
     admin_server.unblock();
     let _ = admin_thread.join();
-    tracing::info!("pagecore stopped");
+    tracing::info!(shutdown_ms = stopping.elapsed().as_millis() as u64, "pagecore stopped");
     if failed {
         anyhow::bail!("a core failed; see the log");
     }
@@ -104,8 +134,7 @@ async fn core_main(
     config: Arc<Config>,
     mesh: MeshBuilder<Handoff, Full>,
     mailbox: mpsc::Receiver<CoreMessage>,
-    ready: Arc<AtomicUsize>,
-    started: Instant,
+    lifecycle: Arc<Lifecycle>,
 ) -> anyhow::Result<()> {
     probe_dma(&config.data_dir, id).await.context("probing O_DIRECT support")?;
     let core = Rc::new(LocalCore::new(id, Rc::new((*config).clone())));
@@ -117,21 +146,55 @@ async fn core_main(
     let senders = Rc::new(senders);
     let handoffs = glommio::spawn_local(receive_handoffs(core.clone(), receivers));
     let acceptor = glommio::spawn_local(accept_loop(core.clone(), listener, senders));
-    let cores_ready = ready.fetch_add(1, Ordering::AcqRel) + 1;
+    let cores_ready = lifecycle.ready_cores.fetch_add(1, Ordering::AcqRel) + 1;
     if cores_ready == config.cores {
-        tracing::info!(
-            startup_ms = started.elapsed().as_millis() as u64,
-            "ready: all cores recovered and listening"
-        );
+        let startup_ms = lifecycle.started.elapsed().as_millis() as u64;
+        lifecycle.startup_ms.store(startup_ms.max(1), Ordering::Release);
+        tracing::info!(startup_ms, "ready: all cores recovered and listening");
     }
     serve_mailbox(&core, &mailbox).await;
     drop(acceptor);
+    // Keep answering admin commands (metrics, the dashboard) while the core winds down.
+    let stop = stop_core(&core, handoffs);
+    futures_lite::future::or(stop, async {
+        serve_mailbox(&core, &mailbox).await;
+        std::future::pending().await
+    })
+    .await;
+    tracing::debug!(core = id, "core stopped");
+    Ok(())
+}
+
+/// After the listener closed: drains the connections (bounded by `shutdown_timeout_ms`), then
+/// makes every accepted append durable.
+async fn stop_core(core: &Rc<LocalCore>, handoffs: glommio::Task<()>) {
+    let started = Instant::now();
+    let timeout = Duration::from_millis(core.config.shutdown_timeout_ms);
+    let open = core.drain.start();
+    while core.drain.open_connections() > 0 && started.elapsed() < timeout {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let left = core.drain.open_connections();
+    if left > 0 {
+        tracing::warn!(
+            core = core.id,
+            connections = left,
+            timeout_ms = timeout.as_millis() as u64,
+            "closing connections that did not finish within shutdown_timeout_ms"
+        );
+    }
+    let drain_ms = started.elapsed().as_millis() as u64;
     drop(handoffs);
     for timeline in core.all_timelines() {
         timeline.shutdown().await;
     }
-    tracing::debug!(core = id, "core stopped");
-    Ok(())
+    tracing::info!(
+        core = core.id,
+        connections = open,
+        drain_ms,
+        wal_ms = started.elapsed().as_millis() as u64 - drain_ms,
+        "core stopped: connections drained, WAL durable"
+    );
 }
 
 /// Executes admin commands until `Shutdown`.

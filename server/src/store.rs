@@ -15,16 +15,21 @@
 //! - GC: `timeline.json` gets the new horizon before any file is unlinked, so after a crash no
 //!   read is served below what may be gone.
 
-use crate::layer_io::{write_layer, WriteBudget};
-use crate::read::{get_page, rel_size};
+use crate::layer_io::{join_all, write_layer, WriteBudget};
+use crate::read::{get_page, rel_size, ReadError, ReadStats};
 use crate::runtime::sync_dir;
 use crate::timeline::{sort_layers, Timeline};
 use cache::layer::{LayerKind, LayerWriter};
 use cache::PageBody;
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 use wal::{Lsn, PageKey, PAGE_SIZE};
+
+/// Pages rebuilt concurrently while writing an image set.
+const REBUILD_IN_FLIGHT: usize = 32;
 
 /// What an explicit store operation (admin API) should do.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +53,7 @@ pub(crate) async fn background(timeline: Rc<Timeline>) {
         }
         sample_lsn(&timeline);
         if let Err(why) = run(&timeline, None).await {
+            crate::metrics::store_error();
             tracing::warn!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, %why,
                 "background store work failed; retrying at the next tick");
         }
@@ -154,6 +160,7 @@ async fn flush(timeline: &Rc<Timeline>) -> Result<bool, String> {
     *timeline.frozen.borrow_mut() = None;
     timeline.disk_consistent.set(end);
     timeline.counters.flushes.set(timeline.counters.flushes.get() + 1);
+    crate::metrics::layer_written(false, bytes.len());
     timeline.nudge_wal();
     tracing::info!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, layer = %name,
         bytes = bytes.len(), versions = frozen.stats().versions,
@@ -194,19 +201,36 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
         .collect();
     let keys: Vec<PageKey> = keys.into_iter().collect();
     let max_pages = timeline.config.store.image_layer_max_pages;
-    let mut page = Box::new([0u8; PAGE_SIZE]);
+    let mut pages: Vec<Box<[u8; PAGE_SIZE]>> =
+        (0..REBUILD_IN_FLIGHT).map(|_| Box::new([0u8; PAGE_SIZE])).collect();
     let mut files = 0;
     for (chunk_index, chunk) in keys.chunks(max_pages).enumerate() {
         let mut writer =
             LayerWriter::new(LayerKind::Image, timeline.tenant_id, timeline.timeline_id, at, at);
-        for key in chunk {
-            if rel_size(timeline, key.rel, at).is_none_or(|n| key.block.0 >= n) {
-                continue; // truncated or dropped by then: no page to keep
+        // Truncated or dropped by then: no page to keep.
+        let live: Vec<PageKey> = chunk
+            .iter()
+            .copied()
+            .filter(|key| rel_size(timeline, key.rel, at).is_some_and(|n| key.block.0 < n))
+            .collect();
+        for group in live.chunks(REBUILD_IN_FLIGHT) {
+            // Rebuild a group of pages with all their reads in flight together.
+            type Rebuild<'a> = Pin<Box<dyn Future<Output = Result<ReadStats, ReadError>> + 'a>>;
+            let rebuilds: Vec<Rebuild<'_>> = group
+                .iter()
+                .zip(pages.iter_mut())
+                .map(|(key, page)| Box::pin(get_page(timeline, *key, at, page)) as Rebuild<'_>)
+                .collect();
+            for (key, result) in group.iter().zip(join_all(rebuilds).await) {
+                result.map_err(|e| format!("rebuilding {key} at {at}: {e:?}"))?;
             }
-            get_page(timeline, *key, at, &mut page)
-                .await
-                .map_err(|e| format!("rebuilding {key} at {at}: {e:?}"))?;
-            writer.add_image(*key, at, &page);
+            for (key, page) in group.iter().zip(&pages) {
+                writer.add_image(*key, at, page);
+            }
+        }
+        // Flushing goes first: appends wait on it when the in-memory layer is full.
+        if flush_due(timeline) {
+            flush(timeline).await?;
         }
         if chunk_index == 0 {
             for event in timeline.rels.borrow().snapshot_at(at) {
@@ -218,6 +242,7 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
         let layer = write_layer(&timeline.dir.join("layers"), &name, &bytes, budget(timeline))
             .await
             .map_err(|e| format!("writing {name}: {e:?}"))?;
+        crate::metrics::layer_written(true, bytes.len());
         let mut layers = timeline.layers.borrow_mut();
         layers.push(Rc::new(layer));
         sort_layers(&mut layers);

@@ -35,9 +35,21 @@ use wal::{Lsn, Record, TenantId, TimelineId};
 /// Why an append was refused.
 #[derive(Debug)]
 pub(crate) enum AppendError {
-    Fenced { term: u64, current: u64 },
-    OutOfOrder { lsn: Lsn, last: Lsn },
-    SlowDown { pending_bytes: usize },
+    Fenced {
+        term: u64,
+        current: u64,
+    },
+    OutOfOrder {
+        lsn: Lsn,
+        last: Lsn,
+    },
+    SlowDown {
+        pending_bytes: usize,
+    },
+    /// The in-memory layer is full and flushing has not caught up.
+    MemoryFull {
+        held_bytes: usize,
+    },
     Broken(String),
 }
 
@@ -94,9 +106,9 @@ pub(crate) struct Timeline {
     pub(crate) store_busy: Cell<bool>,
     pub(crate) store_wake: Event,
     pub(crate) counters: TimelineCounters,
-    last_accepted: Cell<Lsn>,
+    pub(crate) last_accepted: Cell<Lsn>,
     pending: RefCell<Vec<Record>>,
-    pending_bytes: Cell<usize>,
+    pub(crate) pending_bytes: Cell<usize>,
     flush_needed: Event,
     shutting_down: Cell<bool>,
 }
@@ -258,16 +270,15 @@ impl Timeline {
                 .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
         }
         if let Some(last) = replay.last().map(|r| r.lsn) {
-            if !replay.is_empty() {
-                self.open_since.set(Some(Instant::now()));
-            }
+            self.open_since.set(Some(Instant::now()));
             let mut materialize = Vec::new();
-            let mut open = self.open.borrow_mut();
-            let mut rels = self.rels.borrow_mut();
-            for record in replay {
-                materialize.extend(open.ingest(record, &mut rels));
+            {
+                let mut open = self.open.borrow_mut();
+                let mut rels = self.rels.borrow_mut();
+                for record in replay {
+                    materialize.extend(open.ingest(record, &mut rels));
+                }
             }
-            drop((open, rels));
             self.applied.advance(last);
             self.last_accepted.set(last);
             for (key, lsn) in materialize {
@@ -350,6 +361,26 @@ impl Timeline {
         Ok(last)
     }
 
+    /// Backpressure on ingest: while the open in-memory layer holds twice the flush threshold
+    /// (flushes are slower than appends), appends wait for a flush to make room, up to the
+    /// LSN wait timeout, then get `SlowDown`. Memory stays bounded instead of growing.
+    pub(crate) async fn wait_for_ingest_room(&self) -> Result<(), AppendError> {
+        let limit = 2 * self.config.store.flush_threshold_bytes;
+        let deadline =
+            Instant::now() + std::time::Duration::from_millis(self.config.lsn_wait_timeout_ms);
+        loop {
+            let held = self.open.borrow().stats().payload_bytes;
+            if held < limit {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(AppendError::MemoryFull { held_bytes: held });
+            }
+            self.store_wake.notify();
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     /// Wakes the WAL flusher (e.g. to delete segments now covered by layer files).
     pub(crate) fn nudge_wal(&self) {
         self.flush_needed.notify();
@@ -414,6 +445,7 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
             continue;
         }
         let bytes: usize = batch.iter().map(Record::encoded_size).sum();
+        let write_started = Instant::now();
         if let Err(error) = writer.write_batch(&batch).await {
             let why = format!("WAL write failed: {error}");
             tracing::error!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id,
@@ -422,6 +454,7 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
             timeline.applied.fail(why);
             return;
         }
+        crate::metrics::wal_commit(batch.len(), bytes, write_started.elapsed());
         timeline.pending_bytes.set(timeline.pending_bytes.get() - bytes);
         let last = batch.last().map(|r| r.lsn).expect("batch is not empty");
         let mut materialize = Vec::new();

@@ -34,3 +34,33 @@ fn placement_is_explicit_or_a_stable_hash() {
     config.placement.insert(tenant.to_string(), 1 - hashed);
     assert_eq!(config.owner_core(tenant), 1 - hashed);
 }
+
+#[test]
+fn cpus_pin_cores_and_are_checked() {
+    let config = Config { cpus: vec![0], ..Config::default() }.validate().unwrap();
+    assert_eq!((config.cores, config.cpu_of(0)), (1, 0), "cores defaults to the CPU list");
+    assert_eq!(Config { cores: 1, ..Config::default() }.validate().unwrap().cpu_of(0), 0);
+    let invalid =
+        |config: Config| matches!(config.validate(), Err(ConfigError::Invalid { key: "cpus", .. }));
+    assert!(invalid(Config { cores: 2, cpus: vec![0], ..Config::default() }), "one CPU per core");
+    assert!(invalid(Config { cpus: vec![0, 0], ..Config::default() }), "no CPU twice");
+    assert!(invalid(Config { cpus: vec![100_000], ..Config::default() }), "CPU must exist");
+}
+
+#[test]
+fn metrics_settings_are_checked() {
+    let defaults = MetricsConfig::default();
+    assert_eq!((defaults.max_tenant_series, defaults.dashboard_sample_ms), (64, 1000));
+    let mut config = Config { cores: 1, ..Config::default() };
+    config.metrics.tenant_series.push("nothex".into());
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::Invalid { key: "metrics.tenant_series", .. })
+    ));
+    let mut config = Config { cores: 1, ..Config::default() };
+    config.metrics.dashboard_sample_ms = 10;
+    assert!(matches!(config.validate(), Err(ConfigError::Invalid { key: "metrics", .. })));
+    let parsed: Config =
+        toml::from_str("slow_request_ms = 5\n[metrics]\nmax_tenant_series = 3\n").unwrap();
+    assert_eq!((parsed.slow_request_ms, parsed.metrics.max_tenant_series), (5, 3));
+}

@@ -4,6 +4,7 @@ mod bad_input;
 mod cores;
 mod durability;
 mod harness;
+mod observability;
 mod reads;
 mod store;
 mod support;

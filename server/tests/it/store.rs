@@ -2,7 +2,7 @@
 //! retention, branches, crashes during flush and compaction, and corrupt layer files.
 
 use crate::harness::TestServer;
-use crate::support::{key, random_batch, Model, Rng, REL};
+use crate::support::{key, random_batch, FirstByte, Model, Rng, REL};
 use server::client::Client;
 use server::proto::{Role, Status};
 use std::time::Duration;
@@ -327,4 +327,31 @@ fn a_hot_page_with_only_deltas_reads_right_at_every_lsn() {
     drop(writer);
     let info = server.timeline_info(tenant, timeline);
     assert!(info["read_layers_max"].as_u64().unwrap() <= 3, "{info}");
+}
+
+/// Retention by time: with a one-second window, versions older than a second stop being served
+/// once the background task has sampled the LSN over that second.
+#[test]
+fn retention_by_time_moves_the_horizon() {
+    let store =
+        SMALL_STORE.replace("pitr_lsn_window = 0", "pitr_lsn_window = 0\npitr_window_secs = 1");
+    let server = TestServer::start_with(1, &store);
+    let (tenant, timeline) = server.create_tenant();
+    let tenant = tenant.tenant_id;
+    let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
+    writer.append_wal(&[crate::support::image(0x100, 0, 1)]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    writer.append_wal(&[crate::support::image(0x200, 0, 2)]).unwrap();
+    let info = server.store_op(tenant, timeline, "gc");
+    let horizon: Lsn = info["gc_horizon"].as_str().unwrap().parse().unwrap();
+    assert!(horizon >= Lsn(0x100) && horizon < Lsn(0x200), "{info}");
+    let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
+    assert_eq!(
+        reader.get_page(key(0), Lsn(0xff), Lsn(0xff)).unwrap_err().status(),
+        Some(Status::LsnTooOld)
+    );
+    assert_eq!(
+        reader.get_page(key(0), Lsn(0x200), Lsn(0x200)).unwrap()[0],
+        crate::support::image(0, 0, 2).body_first_byte()
+    );
 }

@@ -23,6 +23,20 @@ pub fn delta(lsn: u64, block: u32, offset: u16, bytes: &[u8]) -> Record {
     Record { lsn: Lsn(lsn), key: key(block), body: RecordBody::Delta(delta) }
 }
 
+/// First byte of an image record's page (for quick checks).
+pub trait FirstByte {
+    fn body_first_byte(&self) -> u8;
+}
+
+impl FirstByte for Record {
+    fn body_first_byte(&self) -> u8 {
+        match &self.body {
+            RecordBody::Image(page) => page[0],
+            _ => panic!("not an image"),
+        }
+    }
+}
+
 /// Replays records per page; independent of the server's index.
 #[derive(Default, Clone)]
 pub struct Model {
