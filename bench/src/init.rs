@@ -137,7 +137,7 @@ fn load(
                     in_flight: &mut VecDeque<Instant>|
      -> anyhow::Result<()> {
         if !batch.is_empty() {
-            client.send_append_wal(batch);
+            client.send_append_wal(batch)?;
             in_flight.push_back(Instant::now());
             batch.clear();
         }

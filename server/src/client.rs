@@ -8,7 +8,10 @@
 use crate::proto::frame::{decode_frame, TAG_PROTOCOL_ERROR};
 use crate::proto::request::{block_list, record_list};
 use crate::proto::response::{get_pages_entries, HelloOk, MalformedResponse};
-use crate::proto::{Hello, Request, Response, Role, Status, MAX_FRAME_SIZE};
+use crate::proto::{
+    Hello, Request, Response, Role, Status, FRAME_HEADER_SIZE, MAX_APPEND_RECORDS, MAX_FRAME_SIZE,
+    MAX_GET_PAGES_BLOCKS,
+};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use wal::{BlockNumber, Lsn, PageKey, Record, RelTag, TenantId, TimelineId, PAGE_SIZE};
@@ -26,6 +29,8 @@ pub enum ClientError {
     Closed,
     #[error("response for request {got} while expecting {expected}")]
     OutOfOrder { expected: u64, got: u64 },
+    #[error("request not sent: {0}")]
+    TooLarge(String),
 }
 
 impl ClientError {
@@ -127,19 +132,41 @@ impl Client {
         self.send(&Request::GetPage { key, request_lsn, not_modified_since })
     }
 
-    pub fn send_get_pages(&mut self, rel: RelTag, lsn: Lsn, blocks: &[BlockNumber]) -> u64 {
+    /// Buffers a `GetPages`; refuses more than `MAX_GET_PAGES_BLOCKS` blocks.
+    pub fn send_get_pages(
+        &mut self,
+        rel: RelTag,
+        lsn: Lsn,
+        blocks: &[BlockNumber],
+    ) -> Result<u64, ClientError> {
+        if blocks.len() > MAX_GET_PAGES_BLOCKS {
+            let why = format!("{} blocks, at most {MAX_GET_PAGES_BLOCKS}", blocks.len());
+            return Err(ClientError::TooLarge(why));
+        }
         let mut storage = std::mem::take(&mut self.scratch);
         let id =
             self.send(&Request::GetPages { rel, lsn, blocks: block_list(blocks, &mut storage) });
         self.scratch = storage;
-        id
+        Ok(id)
     }
 
-    pub fn send_append_wal(&mut self, records: &[Record]) -> u64 {
+    /// Buffers an `AppendWal`; refuses a batch that would not fit one frame (about 127 page
+    /// images) or has more than `MAX_APPEND_RECORDS` records: split it.
+    pub fn send_append_wal(&mut self, records: &[Record]) -> Result<u64, ClientError> {
+        let bytes: usize = records.iter().map(|r| 4 + r.encoded_size()).sum();
+        let frame_len = FRAME_HEADER_SIZE - 4 + 4 + bytes;
+        if records.len() > MAX_APPEND_RECORDS || frame_len > MAX_FRAME_SIZE {
+            let why = format!(
+                "{} records in a {frame_len}-byte frame; at most {MAX_APPEND_RECORDS} records \
+                 and {MAX_FRAME_SIZE} bytes",
+                records.len()
+            );
+            return Err(ClientError::TooLarge(why));
+        }
         let mut storage = std::mem::take(&mut self.scratch);
         let id = self.send(&Request::AppendWal { records: record_list(records, &mut storage) });
         self.scratch = storage;
-        id
+        Ok(id)
     }
 
     /// Writes every buffered request.
@@ -251,7 +278,7 @@ impl Client {
         lsn: Lsn,
         blocks: &[BlockNumber],
     ) -> Result<Vec<Result<Vec<u8>, Status>>, ClientError> {
-        let id = self.send_get_pages(rel, lsn, blocks);
+        let id = self.send_get_pages(rel, lsn, blocks)?;
         let body = self.recv_expecting(id)?.into_result()?;
         let entries = get_pages_entries(&body)?;
         Ok(entries
@@ -269,7 +296,7 @@ impl Client {
 
     /// Appends records; returns the durable LSN once the server acknowledged them.
     pub fn append_wal(&mut self, records: &[Record]) -> Result<Lsn, ClientError> {
-        let id = self.send_append_wal(records);
+        let id = self.send_append_wal(records)?;
         let body = self.recv_expecting(id)?.into_result()?;
         let bytes = body.first_chunk::<8>().ok_or(MalformedResponse("AppendWal body too short"))?;
         Ok(Lsn(u64::from_le_bytes(*bytes)))

@@ -133,3 +133,22 @@ fn a_newer_writer_term_fences_the_old_writer() {
     assert_eq!(again.hello().writer_term, 4);
     again.append_wal(&[image(0x30, 0, 4)]).unwrap();
 }
+
+/// The client refuses a batch that cannot fit one frame instead of panicking (found while
+/// writing PROTOCOL.md: 128 page images exceed the 1 MiB frame limit).
+#[test]
+fn the_client_refuses_oversized_requests() {
+    let server = TestServer::start(1);
+    let (tenant, timeline) = server.create_tenant();
+    let mut writer = server.connect(Role::Writer, tenant.tenant_id, timeline, 1);
+    let images: Vec<_> = (0..200).map(|b| image(0x10 + u64::from(b), b, 1)).collect();
+    assert!(matches!(writer.append_wal(&images), Err(ClientError::TooLarge(_))));
+    let blocks: Vec<_> = (0..65).map(wal::BlockNumber).collect();
+    assert!(matches!(
+        writer.get_pages(crate::support::REL, Lsn(1), &blocks),
+        Err(ClientError::TooLarge(_))
+    ));
+    // The connection is untouched and the halves fit.
+    writer.append_wal(&images[..100]).unwrap();
+    writer.append_wal(&images[100..]).unwrap();
+}

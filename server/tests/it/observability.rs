@@ -591,7 +591,7 @@ fn sigterm_under_append_load_keeps_every_acknowledged_append() {
                             }
                         })
                         .collect();
-                    writer.send_append_wal(&batch);
+                    writer.send_append_wal(&batch).unwrap();
                     batches.push(batch);
                 }
                 for batch in batches {

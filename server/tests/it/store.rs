@@ -107,7 +107,7 @@ fn kill9_during_flush_and_compaction_loses_nothing() {
             let batch = random_batch(&mut rng, &mut lsn, 16, 6);
             if i + 1 == appends {
                 // The last batch is sent and the server killed before its answer is read.
-                writer.send_append_wal(&batch);
+                writer.send_append_wal(&batch).unwrap();
                 writer.flush().unwrap();
                 in_flight = batch;
                 std::thread::sleep(Duration::from_micros(rng.below(3000)));
