@@ -3,11 +3,12 @@
 //!
 //! Commands: `init` loads pgbench-shaped tenants through the protocol, `run` drives a workload
 //! and reports latency and throughput, `ceiling` measures the machine's limits, `smoke` is an
-//! end-to-end byte check. Every command takes `--addr`, `--admin-addr`, `--json`, `--hdr-log`
-//! and `--html`.
+//! end-to-end byte check, `cache-sim` replays page traces through the buffer cache's policies.
+//! Every command takes `--addr`, `--admin-addr`, `--json`, `--hdr-log` and `--html`.
 
 mod aes_xts;
 mod aligned;
+mod cache_sim;
 mod ceiling;
 mod committer;
 mod conn;
@@ -70,6 +71,9 @@ enum Command {
     /// Create a tenant, append images and deltas, read them back at several LSNs and check
     /// every byte; exits non-zero on any mismatch.
     Smoke,
+    /// Replay synthetic page traces through the buffer cache under each policy and size;
+    /// prints a hit-ratio table (no server needed).
+    CacheSim(cache_sim::CacheSimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&cli.addr, &cli.admin_addr, args, &cli.outputs),
         Command::Ceiling(args) => ceiling::command(args, &cli.outputs),
         Command::Smoke => smoke::run(&cli.addr, &cli.admin_addr),
+        Command::CacheSim(args) => cache_sim::command(args, &cli.outputs),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,10 +5,13 @@
 //! - [`memory_layer`]: versions ingested from the WAL and not yet in a layer file; native redo.
 //! - [`rels`]: relation sizes, truncations and drops over LSNs.
 //! - [`layer`]: the immutable layer file format (delta and image layers), with its index.
+//! - [`buffer`]: the per-core buffer cache of materialised page versions, with eviction.
 
+pub mod buffer;
 pub mod layer;
 pub mod memory_layer;
 pub mod rels;
 
+pub use buffer::{BufferCache, CacheKey, CacheStats, PolicyKind};
 pub use memory_layer::{redo, InMemoryLayer, LayerStats, PageBody, Version};
 pub use rels::RelSizes;
