@@ -125,6 +125,17 @@ impl RelSizes {
             .map_or(Lsn::INVALID, |(at, _)| *at)
     }
 
+    /// LSN of the first cut after `after` that removes `key`'s block, if any: where a version
+    /// read at `after` stops being valid.
+    pub fn next_cut(&self, key: PageKey, after: Lsn) -> Option<Lsn> {
+        let history = self.rels.get(&key.rel)?;
+        let from = history.cuts.partition_point(|(at, _)| *at <= after);
+        history.cuts[from..]
+            .iter()
+            .find(|(_, first_removed)| *first_removed <= key.block.0)
+            .map(|(at, _)| *at)
+    }
+
     /// Records an explicit size change (`None` = drop).
     pub fn set(&mut self, rel: RelTag, lsn: Lsn, nblocks: Option<u32>) {
         self.history(rel).set(lsn, nblocks);

@@ -24,6 +24,9 @@ pub struct Config {
     pub cores: usize,
     /// I/O memory per core registered with io_uring, bytes.
     pub io_memory_bytes: usize,
+    /// Buffer cache of materialised page versions, bytes in total (split evenly across cores,
+    /// preallocated at start). 0 = no cache.
+    pub cache_bytes: usize,
     /// How long a read waits for `not_modified_since` to be ingested before `LsnTimeout`.
     pub lsn_wait_timeout_ms: u64,
     /// How long a new connection may take to send its `Hello`.
@@ -62,6 +65,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
             cores: 0,
+            cache_bytes: 256 << 20,
             io_memory_bytes: 10 << 20,
             lsn_wait_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,

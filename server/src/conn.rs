@@ -343,6 +343,7 @@ async fn handle(
     let total = done - read_at;
     if status == Status::Ok as u16 {
         let op = match trace.kind {
+            RequestKind::GetPage if trace.read.cache_hit => Some(Op::GetPageCacheHit),
             RequestKind::GetPage if trace.read.disk_reads > 0 => Some(Op::GetPageDisk),
             RequestKind::GetPage => Some(Op::GetPageMemory),
             RequestKind::GetPages => Some(Op::GetPages),
@@ -612,6 +613,7 @@ fn count_read(timeline: &Timeline, stats: ReadStats, trace: &mut Trace) {
     trace.read.layers += stats.layers;
     trace.read.disk_reads += stats.disk_reads;
     trace.read.disk_wait += stats.disk_wait;
+    trace.read.cache_hit |= stats.cache_hit;
     let layers = stats.layers;
     let counters = &timeline.counters;
     counters.reads.set(counters.reads.get() + 1);

@@ -14,6 +14,7 @@ use crate::metrics::{self, CoreSnapshot, TenantCounters, TenantSnapshot};
 use crate::runtime::{blocking, sync_dir_blocking, write_file_durably};
 use crate::store;
 use crate::timeline::{timeline_dir, Timeline, TimelineMeta};
+use cache::{BufferCache, PolicyKind};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use wal::{Lsn, TenantId, TimelineId};
 
 /// The state of one core.
 pub(crate) struct LocalCore {
+    /// The core's buffer cache, shared by its timelines (`None` when `cache_bytes = 0`).
+    pub(crate) cache: Option<Rc<RefCell<BufferCache>>>,
     pub(crate) id: usize,
     pub(crate) config: Rc<Config>,
     tenants: RefCell<BTreeMap<TenantId, LocalTenant>>,
@@ -111,8 +114,12 @@ impl LocalCore {
             glommio::Latency::NotImportant,
             "background",
         );
+        let frames = BufferCache::frames_for_budget(config.cache_bytes / config.cores.max(1));
+        let cache = (config.cache_bytes > 0)
+            .then(|| Rc::new(RefCell::new(BufferCache::new(frames, PolicyKind::S3Fifo))));
         LocalCore {
             id,
+            cache,
             config,
             tenants: RefCell::new(BTreeMap::new()),
             tenant_counters: RefCell::new(BTreeMap::new()),
@@ -129,6 +136,7 @@ impl LocalCore {
     /// This core's metrics and its tenants', for the admin thread.
     pub(crate) fn metrics_snapshot(&self) -> CoreSnapshot {
         let mut snapshot = metrics::local_snapshot(self.id);
+        snapshot.cache = self.cache.as_ref().map(|cache| cache.borrow().stats());
         let counters = self.tenant_counters.borrow();
         for (tenant_id, tenant) in self.tenants.borrow().iter() {
             let mut total = TenantSnapshot {
@@ -229,7 +237,15 @@ impl LocalCore {
         if let Some((parent, at)) = &ancestor {
             parent.children.borrow_mut().push((timeline_id, *at));
         }
-        Timeline::open(self.config.clone(), tenant_id, timeline_id, ancestor, self.background).await
+        Timeline::open(
+            self.config.clone(),
+            tenant_id,
+            timeline_id,
+            ancestor,
+            self.background,
+            self.cache.clone(),
+        )
+        .await
     }
 
     pub(crate) fn timeline(&self, tenant: TenantId, timeline: TimelineId) -> Option<Rc<Timeline>> {

@@ -49,6 +49,8 @@ const _: () = assert!(BOUNDS_NS[BOUNDS - 1] == 1500 << 25, "the top bound is abo
 /// A timed operation. Adding one: a variant here, in `ALL`, and a `name` and `help`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Op {
+    /// GetPage answered from the core's buffer cache.
+    GetPageCacheHit,
     /// GetPage answered from in-memory layers alone.
     GetPageMemory,
     /// GetPage that read at least one layer file.
@@ -60,10 +62,11 @@ pub(crate) enum Op {
     LsnWait,
 }
 
-pub(crate) const OPS: usize = 7;
+pub(crate) const OPS: usize = 8;
 
 impl Op {
     pub(crate) const ALL: [Op; OPS] = [
+        Op::GetPageCacheHit,
         Op::GetPageMemory,
         Op::GetPageDisk,
         Op::GetPages,
@@ -75,6 +78,7 @@ impl Op {
 
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Op::GetPageCacheHit => "get_page_cache_hit",
             Op::GetPageMemory => "get_page_memory",
             Op::GetPageDisk => "get_page_disk",
             Op::GetPages => "get_pages",
@@ -88,8 +92,11 @@ impl Op {
     /// What the operation's latency covers (for docs and `# HELP`).
     pub(crate) fn help(self) -> &'static str {
         match self {
+            Op::GetPageCacheHit => {
+                "GetPage served from the buffer cache: request read to response ready"
+            }
             Op::GetPageMemory => {
-                "GetPage served from in-memory layers: request read to response ready"
+                "GetPage served from in-memory layers (cache miss): request read to response ready"
             }
             Op::GetPageDisk => "GetPage that read layer files: request read to response ready",
             Op::GetPages => "GetPages (all its pages): request read to response ready",
@@ -511,6 +518,8 @@ pub(crate) struct CoreSnapshot {
     pub(crate) layer_bytes: [u64; 2],
     pub(crate) store_errors: u64,
     pub(crate) slow_requests: u64,
+    /// The core's buffer cache, if one is configured.
+    pub(crate) cache: Option<cache::CacheStats>,
     pub(crate) tenants: Vec<TenantSnapshot>,
 }
 
@@ -550,6 +559,7 @@ pub(crate) fn local_snapshot(core: usize) -> CoreSnapshot {
             layer_bytes: pair(&m.layer_bytes),
             store_errors: m.store_errors.get(),
             slow_requests: m.slow_requests.get(),
+            cache: None,
             tenants: Vec::new(),
         }
     })

@@ -12,7 +12,7 @@
 use crate::layer_io::{join_all, LayerFile, LayerReadError};
 use crate::timeline::Timeline;
 use cache::layer::{aligned_span, IndexEntry, LayerKind};
-use cache::PageBody;
+use cache::{CacheKey, PageBody};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -81,6 +81,8 @@ pub(crate) struct ReadStats {
     pub(crate) disk_reads: u32,
     /// Wall time from submitting those reads to the last completing.
     pub(crate) disk_wait: Duration,
+    /// Served from the core's buffer cache.
+    pub(crate) cache_hit: bool,
 }
 
 /// Writes page `key` as of `lsn` into `out`. Returns what it cost.
@@ -106,8 +108,16 @@ pub(crate) async fn get_page(
         }
         Some(_) => {}
     }
+    let cache_key =
+        CacheKey { tenant: timeline.tenant_id, timeline: timeline.timeline_id, page: key };
+    if let Some(cache) = &timeline.cache {
+        if let Some(page) = cache.borrow_mut().get(&cache_key, lsn) {
+            out.copy_from_slice(page);
+            return Ok(ReadStats { cache_hit: true, ..ReadStats::default() });
+        }
+    }
     let mut steps = Vec::new();
-    let (base, memory_layers) = plan(timeline, key, lsn, &mut steps, out);
+    let (base, memory_layers, newest) = plan(timeline, key, lsn, &mut steps, out);
     let spans = coalesce(&steps);
     let mut files: Vec<&str> = spans.iter().map(|s| s.layer.name.as_str()).collect();
     files.dedup();
@@ -135,23 +145,33 @@ pub(crate) async fn get_page(
         }
     }
     rebuild(&steps, base, &disk_payloads, out)?;
+    if let (Some(cache), Some(valid_from)) = (&timeline.cache, newest) {
+        // Decided after the last await: a record of this key ingested while the reads were in
+        // flight is in memory now and ends the range here (the cache's close_validity came
+        // before this version was inserted, so it could not).
+        let valid_to = next_change(timeline, key, lsn, Lsn::MAX);
+        cache.borrow_mut().insert(&cache_key, valid_from, valid_to, out);
+    }
     Ok(ReadStats {
         layers: memory_layers + files.len() as u32,
         disk_reads: spans.len() as u32,
         disk_wait,
+        cache_hit: false,
     })
 }
 
-/// Collects the versions needed, newest first. Returns the base and the number of in-memory
-/// layers that contributed.
+/// Collects the versions needed, newest first. Returns the base, the number of in-memory
+/// layers that contributed, and the LSN of the newest version used (`None`: no version, the
+/// page reads as zeros).
 fn plan(
     timeline: &Timeline,
     key: PageKey,
     lsn: Lsn,
     steps: &mut Vec<Step>,
     out: &mut [u8; PAGE_SIZE],
-) -> (Base, u32) {
+) -> (Base, u32, Option<Lsn>) {
     let mut current = timeline;
+    let mut newest: Option<Lsn> = None;
     let mut limit = lsn;
     let mut floor = Lsn::INVALID;
     let mut memory_layers = 0;
@@ -165,10 +185,11 @@ fn plan(
                 memory_layers += 1;
             }
             for version in versions.iter().rev() {
+                newest = newest.or(Some(version.lsn));
                 match &version.body {
                     PageBody::Image(page) => {
                         out.copy_from_slice(&page[..]);
-                        return (Base::Memory, memory_layers);
+                        return (Base::Memory, memory_layers, newest);
                     }
                     PageBody::Delta(delta) => steps.push(Step::Memory(delta.clone())),
                 }
@@ -191,9 +212,10 @@ fn plan(
                 if entry.lsn > limit || entry.lsn <= floor {
                     continue;
                 }
+                newest = newest.or(Some(entry.lsn));
                 steps.push(Step::Disk(layer.clone(), *entry));
                 if entry.is_image {
-                    return (Base::Disk(steps.len() - 1), memory_layers);
+                    return (Base::Disk(steps.len() - 1), memory_layers, newest);
                 }
             }
         }
@@ -202,9 +224,43 @@ fn plan(
                 limit = limit.min(*at);
                 current = parent;
             }
-            _ => return (Base::Zero, memory_layers),
+            _ => return (Base::Zero, memory_layers, newest),
         }
     }
+}
+
+/// The first LSN after `after` (and at or before `upto`) at which `key` changes in `timeline`'s
+/// view: its next version, or a truncation or drop that removes it; through ancestors below
+/// the branch point. `Lsn::MAX` if none is known yet.
+fn next_change(timeline: &Timeline, key: PageKey, after: Lsn, upto: Lsn) -> Lsn {
+    let cut = timeline.rels.borrow().next_cut(key, after).filter(|at| *at <= upto);
+    let mut next = cut.unwrap_or(Lsn::MAX);
+    let frozen = timeline.frozen.borrow().clone();
+    let open = timeline.open.borrow();
+    for layer in std::iter::once(&*open).chain(frozen.as_deref()) {
+        if let Some(version) = layer.versions(key, after, upto).first() {
+            next = next.min(version.lsn);
+        }
+    }
+    drop(open);
+    for layer in timeline.layers.borrow().iter() {
+        if layer.index.header.lsn_end <= after {
+            continue;
+        }
+        let versions = layer.index.versions_of(key);
+        let first_after = versions.partition_point(|e| e.lsn <= after);
+        if let Some(entry) = versions.get(first_after) {
+            if entry.lsn <= upto {
+                next = next.min(entry.lsn);
+            }
+        }
+    }
+    if let Some((parent, at)) = &timeline.ancestor {
+        if after < *at {
+            next = next.min(next_change(parent, key, after, *at));
+        }
+    }
+    next
 }
 
 /// One O_DIRECT read covering the payloads of one or more disk steps in one layer file.

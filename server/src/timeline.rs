@@ -21,7 +21,7 @@ use crate::runtime::{blocking, write_file_durably};
 use crate::wal_io::{list_segments, read_segment, segment_path, WalWriter};
 use crate::watch::{Event, LsnWatch};
 use cache::layer::LayerKind;
-use cache::{InMemoryLayer, RelSizes};
+use cache::{BufferCache, CacheKey, InMemoryLayer, RelSizes};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -85,6 +85,8 @@ pub(crate) struct Timeline {
     pub(crate) dir: PathBuf,
     pub(crate) ancestor: Option<(Rc<Timeline>, Lsn)>,
     pub(crate) config: Rc<Config>,
+    /// The owner core's buffer cache (`None`: no cache configured).
+    pub(crate) cache: Option<Rc<RefCell<BufferCache>>>,
     /// Set when recovery refused or a WAL write failed; the timeline then serves nothing.
     broken: RefCell<Option<String>>,
     pub(crate) open: RefCell<InMemoryLayer>,
@@ -153,6 +155,7 @@ impl Timeline {
         timeline_id: TimelineId,
         ancestor: Option<(Rc<Timeline>, Lsn)>,
         background: glommio::TaskQueueHandle,
+        cache: Option<Rc<RefCell<BufferCache>>>,
     ) -> io::Result<Rc<Timeline>> {
         let started = Instant::now();
         let dir = timeline_dir(&config.data_dir, tenant_id, timeline_id);
@@ -165,6 +168,7 @@ impl Timeline {
             dir: dir.clone(),
             ancestor,
             config,
+            cache,
             broken: RefCell::new(None),
             open: RefCell::new(InMemoryLayer::new(start_lsn)),
             open_since: Cell::new(None),
@@ -400,6 +404,27 @@ impl Timeline {
     }
 }
 
+/// Ends the validity of cached versions that `batch` supersedes, before the batch becomes
+/// visible. A relation size change or drop may end many blocks at once: it purges the tenant's
+/// cached pages (such records are rare; PostgreSQL extends relations by writing pages).
+fn invalidate(timeline: &Timeline, cache: &mut BufferCache, batch: &[Record]) {
+    for record in batch {
+        match record.body {
+            wal::RecordBody::Image(_) | wal::RecordBody::Delta(_) => {
+                let key = CacheKey {
+                    tenant: timeline.tenant_id,
+                    timeline: timeline.timeline_id,
+                    page: record.key,
+                };
+                cache.close_validity(&key, record.lsn);
+            }
+            wal::RecordBody::RelSize(_) | wal::RecordBody::RelDrop => {
+                cache.purge_tenant(timeline.tenant_id);
+            }
+        }
+    }
+}
+
 /// Rebuilds the version of `key` at `lsn` and stores it as an image in the open layer, ending a
 /// long run of deltas. Runs after the batch is acknowledged; a failure only leaves the run long.
 async fn materialize_version(timeline: &Timeline, key: wal::PageKey, lsn: Lsn) {
@@ -463,6 +488,9 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
             let mut rels = timeline.rels.borrow_mut();
             if open.is_empty() {
                 timeline.open_since.set(Some(Instant::now()));
+            }
+            if let Some(cache) = &timeline.cache {
+                invalidate(&timeline, &mut cache.borrow_mut(), &batch);
             }
             for record in batch {
                 materialize.extend(open.ingest(record, &mut rels));

@@ -21,8 +21,11 @@ fn sizes_follow_writes_truncation_and_drop() {
     assert_eq!(sizes.floor_for(key(1, 4), Lsn(25)), Lsn(20));
     assert_eq!(sizes.floor_for(key(1, 1), Lsn(25)), Lsn::INVALID);
     assert_eq!(sizes.floor_for(key(1, 4), Lsn(15)), Lsn::INVALID);
+    assert_eq!(sizes.next_cut(key(1, 4), Lsn(15)), Some(Lsn(20)));
+    assert_eq!(sizes.next_cut(key(1, 1), Lsn(15)), None);
     sizes.set(rel(1), Lsn(40), None);
     assert_eq!(sizes.lookup(rel(1), Lsn(40)), Some(None));
+    assert_eq!(sizes.next_cut(key(1, 1), Lsn(15)), Some(Lsn(40)));
     assert_eq!(sizes.floor_for(key(1, 0), Lsn(40)), Lsn(40));
 }
 

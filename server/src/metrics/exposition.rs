@@ -391,6 +391,70 @@ fn render_cores(text: &mut Text, cores: &[CoreSnapshot]) {
     for (name, kind, help, value) in families {
         text.per_core(name, kind, help, cores, value);
     }
+    render_cache(text, cores);
+}
+
+/// Buffer cache families, only for cores that have a cache (none when `cache_bytes = 0`).
+fn render_cache(text: &mut Text, cores: &[CoreSnapshot]) {
+    let with_cache: Vec<(usize, cache::CacheStats)> =
+        cores.iter().filter_map(|c| c.cache.map(|stats| (c.core, stats))).collect();
+    if with_cache.is_empty() {
+        return;
+    }
+    type CacheFamily = (&'static str, &'static str, &'static str, fn(&cache::CacheStats) -> u64);
+    let families: [CacheFamily; 8] = [
+        (
+            "pagecore_cache_hits_total",
+            "counter",
+            "GetPage lookups answered by the buffer cache.",
+            |s| s.hits,
+        ),
+        (
+            "pagecore_cache_misses_total",
+            "counter",
+            "GetPage lookups the buffer cache could not answer.",
+            |s| s.misses,
+        ),
+        (
+            "pagecore_cache_inserts_total",
+            "counter",
+            "Rebuilt pages offered to the buffer cache.",
+            |s| s.inserts,
+        ),
+        (
+            "pagecore_cache_rejected_total",
+            "counter",
+            "Offered pages the admission rule turned away.",
+            |s| s.rejected,
+        ),
+        (
+            "pagecore_cache_evictions_total",
+            "counter",
+            "Cached versions evicted to make room.",
+            |s| s.evictions,
+        ),
+        (
+            "pagecore_cache_invalidations_total",
+            "counter",
+            "Cached versions dropped because a newer record starts at or before them.",
+            |s| s.invalidations,
+        ),
+        ("pagecore_cache_entries", "gauge", "Page versions held by the buffer cache.", |s| {
+            s.entries
+        }),
+        (
+            "pagecore_cache_bytes",
+            "gauge",
+            "Bytes of page frames in use by the buffer cache.",
+            |s| s.bytes_used,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        text.family(name, kind, help);
+        for (core, stats) in &with_cache {
+            text.sample(name, &[("core", &core.to_string())], value(stats));
+        }
+    }
 }
 
 fn render_tenants(text: &mut Text, cores: &[CoreSnapshot], labels: &mut TenantLabels) {

@@ -55,6 +55,8 @@ pub(crate) struct Sample {
     pub(crate) lag_commit_bytes: u64,
     pub(crate) lag_layers_bytes: u64,
     pub(crate) in_memory_bytes: u64,
+    /// Buffer cache hit ratio over the interval (0..1); `None` without a cache or lookups.
+    pub(crate) cache_hit_ratio: Option<f64>,
 }
 
 /// Cumulative totals at one instant, to difference against the next.
@@ -69,6 +71,8 @@ struct Totals {
     sent: u64,
     wal_bytes: u64,
     cores: Vec<(u64, u64)>,
+    /// Buffer cache `(hits, misses)`, `None` when no core has a cache.
+    cache: Option<(u64, u64)>,
 }
 
 impl Totals {
@@ -83,6 +87,7 @@ impl Totals {
             sent: 0,
             wal_bytes: 0,
             cores: Vec::new(),
+            cache: None,
         };
         for core in snapshots {
             for (sum, histogram) in totals.latency.iter_mut().zip(&core.latency) {
@@ -98,6 +103,10 @@ impl Totals {
             totals.sent += core.bytes_sent;
             totals.wal_bytes += core.wal_bytes;
             totals.cores.push((core.cpu_ns, tenants.requests.iter().sum()));
+            if let Some(stats) = core.cache {
+                let (hits, misses) = totals.cache.unwrap_or((0, 0));
+                totals.cache = Some((hits + stats.hits, misses + stats.misses));
+            }
         }
         totals
     }
@@ -180,6 +189,10 @@ impl History {
             lag_commit_bytes: tenants.iter().map(|t| t.lag_commit_bytes).sum(),
             lag_layers_bytes: tenants.iter().map(|t| t.lag_layers_bytes).sum(),
             in_memory_bytes: tenants.iter().map(|t| t.in_memory_bytes).sum(),
+            cache_hit_ratio: totals.cache.zip(last.cache).and_then(|((h, m), (h0, m0))| {
+                let (hits, lookups) = (h.saturating_sub(h0), (h + m).saturating_sub(h0 + m0));
+                (lookups > 0).then(|| hits as f64 / lookups as f64)
+            }),
         };
         self.next_seq += 1;
         if self.samples.len() == self.capacity {

@@ -35,12 +35,21 @@ impl TestServer {
     /// Like [`TestServer::start`], with extra TOML appended to the config (e.g. a `[store]`
     /// table).
     pub fn start_with(cores: usize, extra_toml: &str) -> TestServer {
+        TestServer::start_configured(cores, "", extra_toml)
+    }
+
+    /// Like [`TestServer::start`], with extra top-level TOML keys (before any table).
+    pub fn start_with_top(cores: usize, top_toml: &str) -> TestServer {
+        TestServer::start_configured(cores, top_toml, "")
+    }
+
+    fn start_configured(cores: usize, top_toml: &str, extra_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("pagecore.toml");
         let config = format!(
-            "data_dir = {:?}\nlisten = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
+            "{top_toml}data_dir = {:?}\nlisten = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
              lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n{extra_toml}\n",
             dir.path().join("data")
         );

@@ -1,6 +1,7 @@
 //! Integration tests: the real `pagecore` binary, real sockets, real O_DIRECT files.
 
 mod bad_input;
+mod cache;
 mod cores;
 mod durability;
 mod harness;
