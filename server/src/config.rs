@@ -93,6 +93,10 @@ pub struct StoreConfig {
     /// Write image layers once this many delta layers lie above the newest image set; bounds
     /// the layers one GetPage needs (read amplification) to this number plus one.
     pub image_after_delta_layers: usize,
+    /// Merge delta layers below the newest image set (kept only for point-in-time reads) once
+    /// there are this many, oldest first, into one file of at most `merge_max_bytes`.
+    pub merge_delta_layers_after: usize,
+    pub merge_max_bytes: usize,
     /// Most pages in one image layer file (a key range of an image set).
     pub image_layer_max_pages: usize,
     /// Retention (PITR window) as LSN distance below the last ingested LSN; 0 = no limit.
@@ -112,6 +116,8 @@ impl Default for StoreConfig {
             flush_threshold_bytes: 64 << 20,
             flush_interval_ms: 60_000,
             image_after_delta_layers: 4,
+            merge_delta_layers_after: 8,
+            merge_max_bytes: 256 << 20,
             image_layer_max_pages: 8192,
             pitr_lsn_window: 1 << 30,
             pitr_window_secs: 0,
@@ -190,6 +196,10 @@ impl Config {
             return Err(ConfigError::Invalid { key: "wal.segment_size_bytes", why });
         }
         let store = &self.store;
+        if store.merge_delta_layers_after < 2 {
+            let why = "merge_delta_layers_after must be at least 2".into();
+            return Err(ConfigError::Invalid { key: "store", why });
+        }
         if store.image_after_delta_layers == 0 || store.image_layer_max_pages == 0 {
             let why =
                 "image_after_delta_layers and image_layer_max_pages must be at least 1".into();

@@ -157,6 +157,13 @@ impl LocalCore {
             for timeline in tenant.timelines.values() {
                 add_timeline_gauges(&mut total, timeline);
             }
+            if let Some(cache) = &self.cache {
+                let stats = cache.borrow().tenant_stats(*tenant_id);
+                total.cache_hits = stats.hits;
+                total.cache_misses = stats.misses;
+                total.cache_evictions = stats.evictions;
+                total.cache_bytes = stats.bytes_used;
+            }
             snapshot.tenants.push(total);
         }
         snapshot

@@ -460,6 +460,11 @@ pub(crate) struct TenantSnapshot {
     pub(crate) flushes: u64,
     pub(crate) gc_removed_layers: u64,
     pub(crate) broken_timelines: u64,
+    /// The tenant's share of its core's buffer cache (zero without a cache).
+    pub(crate) cache_hits: u64,
+    pub(crate) cache_misses: u64,
+    pub(crate) cache_evictions: u64,
+    pub(crate) cache_bytes: u64,
 }
 
 impl TenantSnapshot {
@@ -489,6 +494,10 @@ impl TenantSnapshot {
             (&mut self.flushes, other.flushes),
             (&mut self.gc_removed_layers, other.gc_removed_layers),
             (&mut self.broken_timelines, other.broken_timelines),
+            (&mut self.cache_hits, other.cache_hits),
+            (&mut self.cache_misses, other.cache_misses),
+            (&mut self.cache_evictions, other.cache_evictions),
+            (&mut self.cache_bytes, other.cache_bytes),
         ];
         for (mine, theirs) in pairs {
             *mine += theirs;

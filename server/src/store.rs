@@ -15,6 +15,7 @@
 //! - GC: `timeline.json` gets the new horizon before any file is unlinked, so after a crash no
 //!   read is served below what may be gone.
 
+use crate::layer_io::LayerFile;
 use crate::layer_io::{join_all, write_layer, WriteBudget};
 use crate::read::{get_page, rel_size, ReadError, ReadStats};
 use crate::runtime::sync_dir;
@@ -75,7 +76,9 @@ async fn run_locked(timeline: &Rc<Timeline>, op: Option<StoreOp>) -> Result<Stri
         Some(StoreOp::Flush) => flush(timeline).await.map(|done| format!("flushed: {done}")),
         Some(StoreOp::Compact) => {
             flush(timeline).await?;
-            create_images(timeline).await.map(|lsn| format!("image set at: {lsn:?}"))
+            let lsn = create_images(timeline).await?;
+            let merged = merge_deltas(timeline).await?;
+            Ok(format!("image set at: {lsn:?}; delta layers merged: {merged}"))
         }
         Some(StoreOp::Gc) => gc(timeline).await.map(|removed| format!("layers removed: {removed}")),
         None => {
@@ -86,6 +89,7 @@ async fn run_locked(timeline: &Rc<Timeline>, op: Option<StoreOp>) -> Result<Stri
                 create_images(timeline).await?;
             }
             gc(timeline).await?;
+            merge_deltas(timeline).await?;
             Ok(String::new())
         }
     }
@@ -271,6 +275,107 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
     tracing::info!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, lsn = %at,
         pages = keys.len(), files, elapsed_ms = started.elapsed().as_millis() as u64, "image set written");
     Ok(Some(at))
+}
+
+/// Merges the oldest run of delta layers that lie below the newest complete image set (reads
+/// at current LSNs no longer need them; point-in-time reads within retention do) into one
+/// delta layer, once there are `merge_delta_layers_after` of them: fewer files, fewer index
+/// probes per read, same versions. Returns how many files were merged.
+///
+/// Crash safety: the merged file appears whole (temp + rename) before its inputs are deleted;
+/// a delta layer whose range lies inside another's is a leftover input and is deleted when
+/// the timeline opens (`Timeline::load_layers`), so no version is ever read twice.
+async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
+    let settings = &timeline.config.store;
+    let base = newest_image_lsn(timeline);
+    let mut below: Vec<Rc<LayerFile>> = timeline
+        .layers
+        .borrow()
+        .iter()
+        .filter(|l| l.kind() == LayerKind::Delta && l.index.header.lsn_end <= base)
+        .cloned()
+        .collect();
+    if below.len() < settings.merge_delta_layers_after {
+        return Ok(0);
+    }
+    below.sort_by_key(|l| l.index.header.lsn_start);
+    // The oldest contiguous run that fits the size limit.
+    let mut run: Vec<Rc<LayerFile>> = Vec::new();
+    let mut bytes = 0u64;
+    for layer in below {
+        let size = layer.index.header.index_offset;
+        let contiguous = run
+            .last()
+            .is_none_or(|l: &Rc<LayerFile>| l.index.header.lsn_end == layer.index.header.lsn_start);
+        if !contiguous || (run.len() >= 2 && bytes + size > settings.merge_max_bytes as u64) {
+            break;
+        }
+        bytes += size;
+        run.push(layer);
+    }
+    if run.len() < 2 {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let (start, end) = (run[0].index.header.lsn_start, run[run.len() - 1].index.header.lsn_end);
+    let mut data = Vec::with_capacity(run.len());
+    for layer in &run {
+        let region = layer
+            .read_span(cache::layer::HEADER_SIZE as u64, layer.index.header.index_offset)
+            .await
+            .map_err(|e| format!("reading {} to merge: {e:?}", layer.name))?;
+        data.push(region);
+    }
+    let mut entries: Vec<(usize, cache::layer::IndexEntry)> = run
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.index.entries.iter().map(move |e| (i, *e)))
+        .collect();
+    entries.sort_by_key(|(_, e)| (e.key, e.lsn));
+    let mut writer =
+        LayerWriter::new(LayerKind::Delta, timeline.tenant_id, timeline.timeline_id, start, end);
+    for (input, entry) in &entries {
+        let payload = run[*input]
+            .payload_in(entry, cache::layer::HEADER_SIZE as u64, &data[*input])
+            .map_err(|e| format!("merging: {e:?}"))?;
+        if entry.is_image {
+            let page: &[u8; PAGE_SIZE] =
+                payload.try_into().map_err(|_| "image payload is not a page".to_string())?;
+            writer.add_image(entry.key, entry.lsn, page);
+        } else {
+            writer.add_delta(entry.key, entry.lsn, payload);
+        }
+    }
+    let mut events: Vec<cache::layer::RelEvent> =
+        run.iter().flat_map(|l| l.index.rel_events.iter().copied()).collect();
+    events.sort_by_key(|e| (e.rel, e.lsn));
+    events.dedup_by_key(|e| (e.rel, e.lsn));
+    for event in events {
+        writer.add_rel_event(event);
+    }
+    let (file, _) = writer.finish();
+    let name = format!("{:016X}-{:016X}.delta", start.0, end.0);
+    let merged = write_layer(&timeline.dir.join("layers"), &name, &file, budget(timeline))
+        .await
+        .map_err(|e| format!("writing merged {name}: {e:?}"))?;
+    {
+        let mut layers = timeline.layers.borrow_mut();
+        layers.retain(|l| !run.iter().any(|r| Rc::ptr_eq(r, l)));
+        layers.push(Rc::new(merged));
+        sort_layers(&mut layers);
+    }
+    for layer in &run {
+        layer.removed.set(true);
+        std::fs::remove_file(layer.path())
+            .map_err(|e| format!("deleting merged input {}: {e}", layer.name))?;
+    }
+    sync_dir(&timeline.dir.join("layers"))
+        .await
+        .map_err(|e| format!("syncing layer directory: {e}"))?;
+    tracing::info!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, layer = %name,
+        inputs = run.len(), bytes = file.len(), elapsed_ms = started.elapsed().as_millis() as u64,
+        "delta layers merged");
+    Ok(run.len())
 }
 
 fn sample_lsn(timeline: &Timeline) {

@@ -233,6 +233,33 @@ impl Timeline {
             events.extend_from_slice(&layer.index.rel_events);
             layers.push(Rc::new(layer));
         }
+        // A delta layer inside another's LSN range is an input of a merge that crashed before
+        // deleting it: the merged file holds all its versions, so reading both would apply
+        // versions twice.
+        let covered: Vec<usize> = (0..layers.len())
+            .filter(|&i| {
+                let me = &layers[i].index.header;
+                layers[i].kind() == LayerKind::Delta
+                    && layers.iter().enumerate().any(|(j, other)| {
+                        let it = &other.index.header;
+                        j != i
+                            && other.kind() == LayerKind::Delta
+                            && it.lsn_start <= me.lsn_start
+                            && me.lsn_end <= it.lsn_end
+                            && (it.lsn_start, it.lsn_end) != (me.lsn_start, me.lsn_end)
+                    })
+            })
+            .collect();
+        for i in covered.into_iter().rev() {
+            let leftover = layers.remove(i);
+            tracing::info!(layer = %leftover.name, "removing a merged delta layer's leftover input");
+            std::fs::remove_file(leftover.path())
+                .map_err(|e| format!("removing {}: {e}", leftover.name))?;
+        }
+        events.clear();
+        for layer in &layers {
+            events.extend_from_slice(&layer.index.rel_events);
+        }
         sort_layers(&mut layers);
         *self.rels.borrow_mut() =
             RelSizes::from_events(events, inherit_sizes(self.ancestor.as_ref()));

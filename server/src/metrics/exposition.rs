@@ -525,6 +525,40 @@ fn render_tenants(text: &mut Text, cores: &[CoreSnapshot], labels: &mut TenantLa
             t.image_layers,
         );
     }
+    if cores.iter().any(|c| c.cache.is_some()) {
+        let cache_families: [TenantFamily; 4] = [
+            (
+                "pagecore_tenant_cache_hits_total",
+                "counter",
+                "GetPage lookups of the tenant answered by the buffer cache.",
+                |t| t.cache_hits,
+            ),
+            (
+                "pagecore_tenant_cache_misses_total",
+                "counter",
+                "GetPage lookups of the tenant the buffer cache could not answer.",
+                |t| t.cache_misses,
+            ),
+            (
+                "pagecore_tenant_cache_evictions_total",
+                "counter",
+                "The tenant's cached versions evicted to make room.",
+                |t| t.cache_evictions,
+            ),
+            (
+                "pagecore_tenant_cache_bytes",
+                "gauge",
+                "Bytes of buffer cache frames holding the tenant's pages.",
+                |t| t.cache_bytes,
+            ),
+        ];
+        for (name, kind, help, value) in cache_families {
+            text.family(name, kind, help);
+            for (label, t) in &by_label {
+                text.sample(name, &[("tenant", label.as_str())], value(t));
+            }
+        }
+    }
     let families: [TenantFamily; 12] = [
         (
             "pagecore_tenant_request_errors_total",

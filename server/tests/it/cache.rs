@@ -43,6 +43,9 @@ fn cached_versions_are_served_only_where_valid() {
     );
     let hit_latency = metric(&server, "pagecore_latency_seconds_count{op=\"get_page_cache_hit\"}");
     assert!(hit_latency >= 2.0, "cache hits are timed as their own operation");
+    let tenant_hits =
+        metric(&server, &format!("pagecore_tenant_cache_hits_total{{tenant=\"{tenant}\"}}"));
+    assert!(tenant_hits >= 2.0, "per-tenant cache hits: {tenant_hits}");
     // A newer record ends the cached version: reads at or after it see the new page.
     let second = [delta(0x20, 0, 0, b"new")];
     writer.append_wal(&second).unwrap();

@@ -72,7 +72,7 @@ fn reads_stay_right_across_flushes_images_and_restarts() {
         verify(&mut reader, &model, &mut rng, 40);
     }
     let info = server.store_op(tenant, timeline, "compact");
-    assert!(info["delta_layers"].as_u64().unwrap() >= 3, "{info}");
+    assert!(info["delta_layers"].as_u64().unwrap() >= 1, "{info}"); // older ones merged
     assert!(info["image_layers"].as_u64().unwrap() >= 1, "{info}");
     assert!(info["index_bytes_per_version"].as_f64().unwrap() > 0.0);
     // Read amplification is bounded: right after an image set, a read needs at most the image.
@@ -354,4 +354,68 @@ fn retention_by_time_moves_the_horizon() {
         reader.get_page(key(0), Lsn(0x200), Lsn(0x200)).unwrap()[0],
         crate::support::image(0, 0, 2).body_first_byte()
     );
+}
+
+/// Delta layers below the newest image set are merged (fewer files for point-in-time reads);
+/// every version stays readable, and an input a crash left behind is removed at start instead
+/// of being read twice.
+#[test]
+fn old_delta_layers_merge_and_leftover_inputs_are_dropped() {
+    let store = SMALL_STORE.replace(
+        "image_after_delta_layers = 3",
+        "image_after_delta_layers = 2\nmerge_delta_layers_after = 3",
+    );
+    let mut server = TestServer::start_with(1, &store);
+    let (tenant, timeline) = server.create_tenant();
+    let tenant = tenant.tenant_id;
+    let mut rng = Rng::from_env("old_delta_layers_merge_and_leftover_inputs_are_dropped");
+    let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
+    let mut model = Model::default();
+    let mut lsn = 0x100;
+    let layers_dir = server.timeline_dir(tenant, timeline).join("layers");
+    let backup = server.dir.path().join("delta-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    for _ in 0..6 {
+        for _ in 0..3 {
+            let batch = random_batch(&mut rng, &mut lsn, 12, 8);
+            writer.append_wal(&batch).unwrap();
+            model.add(&batch);
+        }
+        server.store_op(tenant, timeline, "flush");
+        for entry in std::fs::read_dir(&layers_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "delta") {
+                std::fs::copy(&path, backup.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    server.store_op(tenant, timeline, "compact");
+    let info = server.store_op(tenant, timeline, "compact");
+    assert!(server.log().contains("delta layers merged"), "{info}");
+    let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
+    verify(&mut reader, &model, &mut rng, 80);
+    // Put one merged input back, as if the merge had crashed before deleting it.
+    let present: Vec<_> =
+        std::fs::read_dir(&layers_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let input = std::fs::read_dir(&backup)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !present.contains(&p.file_name().unwrap().to_os_string()))
+        .expect("some input was merged away");
+    drop((reader, writer));
+    server.stop();
+    std::fs::copy(&input, layers_dir.join(input.file_name().unwrap())).unwrap();
+    server.restart_clean_after_stop();
+    assert!(server.log().contains("removing a merged delta layer's leftover input"));
+    let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
+    for at in model.lsns() {
+        for key in model.keys().collect::<Vec<_>>() {
+            let expected = model.page_at(key, at);
+            let got = reader.get_page(key, at, at);
+            match expected {
+                Some(page) => assert!(got.unwrap()[..] == page[..], "{key} at {at}"),
+                None => assert!(got.is_err()),
+            }
+        }
+    }
 }
