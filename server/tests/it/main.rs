@@ -3,6 +3,7 @@
 mod bad_input;
 mod cache;
 mod cores;
+mod crash;
 mod durability;
 mod harness;
 mod observability;

@@ -104,6 +104,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// A generator derived from another's output (threads of one seeded run).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
