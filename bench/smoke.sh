@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Bench smoke (CI): starts a pagecore on ports 17410/17411 with a temporary data directory,
-# runs `pagecore-bench init`, a few seconds of two workloads and a quick `ceiling`, checks that
-# each JSON summary has the documented keys, and stops the server. Exits non-zero on failure.
+# Bench smoke (CI): starts a pagecore on ports 17410/17411 with a temporary data directory and
+# authentication on, runs `pagecore-bench smoke`, `init`, a few seconds of two workloads and a
+# quick `ceiling`, checks that each JSON summary has the documented keys, and stops the server.
+# Exits non-zero on failure.
 #
 # Binaries: $PAGECORE and $PAGECORE_BENCH (default target/release/pagecore and
 # target/release/pagecore-bench, relative to the repository root).
@@ -25,8 +26,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$PAGECORE" serve --data-dir "$work/data" --listen "$ADDR" --admin-listen "$ADMIN" --log warn \
-    >"$work/server.log" 2>&1 &
+# Authentication on, as in production: the bench mints its tokens from the token secret.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/token_secret"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin_token"
+printf '[auth]\ntoken_secret_file = "%s"\nadmin_token_file = "%s"\n' \
+    "$work/token_secret" "$work/admin_token" >"$work/pagecore.toml"
+"$PAGECORE" serve --config "$work/pagecore.toml" --data-dir "$work/data" --listen "$ADDR" \
+    --admin-listen "$ADMIN" --log warn >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
     if curl -fs "http://$ADMIN/ready" >/dev/null 2>&1 || python3 - "$ADMIN" <<'PY' 2>/dev/null
@@ -40,7 +46,10 @@ PY
     sleep 0.1
 done
 
-bench() { "$PAGECORE_BENCH" --addr "$ADDR" --admin-addr "$ADMIN" "$@"; }
+bench() {
+    "$PAGECORE_BENCH" --addr "$ADDR" --admin-addr "$ADMIN" \
+        --token-secret-file "$work/token_secret" --admin-token-file "$work/admin_token" "$@"
+}
 
 # JSON check: required top-level keys and, for each named operation, the latency keys.
 check() {

@@ -36,6 +36,7 @@ impl Conn {
         tenant_id: TenantId,
         timeline_id: TimelineId,
         writer_term: u64,
+        token: &[u8],
     ) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
@@ -49,7 +50,8 @@ impl Conn {
             next_id: 1,
             hello: HelloOk { protocol_version: 0, core: 0, last_lsn: 0, writer_term: 0 },
         };
-        let hello = Hello::new(role, tenant_id, timeline_id, writer_term);
+        let hello =
+            Hello { auth_token: token, ..Hello::new(role, tenant_id, timeline_id, writer_term) };
         conn.send(&Request::Hello(hello));
         conn.stream.write_all(&conn.output)?;
         conn.output.clear();

@@ -6,6 +6,7 @@
 //! flight so the next batch is on the wire while the server syncs the previous one. LSNs start
 //! at `0/1000000` and advance by each record's encoded size, as a WAL position would.
 
+use crate::credentials::Credentials;
 use crate::layout::{initial_image, Table, LOADED_TABLES};
 use crate::report::{Interval, Report};
 use crate::state::{State, TenantState};
@@ -13,7 +14,6 @@ use crate::stats::Recorder;
 use crate::Outputs;
 use anyhow::{bail, Context};
 use serde_json::json;
-use server::admin_client::AdminClient;
 use server::client::Client;
 use server::proto::{Role, Status};
 use std::collections::VecDeque;
@@ -46,10 +46,16 @@ struct Loaded {
     recorder: Recorder,
 }
 
-pub fn run(addr: &str, admin_addr: &str, args: &InitArgs, outputs: &Outputs) -> anyhow::Result<()> {
+pub fn run(
+    addr: &str,
+    admin_addr: &str,
+    auth: &Credentials,
+    args: &InitArgs,
+    outputs: &Outputs,
+) -> anyhow::Result<()> {
     anyhow::ensure!(args.scale >= 1, "--scale must be at least 1");
     anyhow::ensure!(args.tenants >= 1, "--tenants must be at least 1");
-    let admin = AdminClient::new(admin_addr);
+    let admin = auth.admin(admin_addr);
     let started_at = SystemTime::now();
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -63,7 +69,8 @@ pub fn run(addr: &str, admin_addr: &str, args: &InitArgs, outputs: &Outputs) -> 
         .into_iter()
         .map(|(tenant_id, timeline_id)| {
             let (addr, scale) = (addr.to_string(), args.scale);
-            std::thread::spawn(move || load(&addr, tenant_id, timeline_id, scale))
+            let token = auth.token(tenant_id, Role::Writer);
+            std::thread::spawn(move || load(&addr, &token, tenant_id, timeline_id, scale))
         })
         .collect();
     let mut loaded = Vec::new();
@@ -120,12 +127,15 @@ pub fn run(addr: &str, admin_addr: &str, args: &InitArgs, outputs: &Outputs) -> 
 /// Loads one tenant; returns what the state file records and the append latencies.
 fn load(
     addr: &str,
+    token: &[u8],
     tenant_id: TenantId,
     timeline_id: TimelineId,
     scale: u64,
 ) -> anyhow::Result<Loaded> {
-    let mut client = Client::connect(addr, Role::Writer, tenant_id, timeline_id, INIT_WRITER_TERM)
-        .with_context(|| format!("connecting as writer for tenant {tenant_id}"))?;
+    let role = Role::Writer;
+    let mut client =
+        Client::connect_with_token(addr, role, tenant_id, timeline_id, INIT_WRITER_TERM, token)
+            .with_context(|| format!("connecting as writer for tenant {tenant_id}"))?;
     let mut lsn = Lsn(client.hello().last_lsn).max(FIRST_LSN);
     let mut recorder = Recorder::default();
     let mut in_flight: VecDeque<Instant> = VecDeque::new();

@@ -12,6 +12,7 @@ mod cache_sim;
 mod ceiling;
 mod committer;
 mod conn;
+mod credentials;
 mod hdr_log;
 mod html;
 mod init;
@@ -42,6 +43,8 @@ struct Cli {
     admin_addr: String,
     #[command(flatten)]
     outputs: Outputs,
+    #[command(flatten)]
+    credentials: credentials::CredentialArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,13 +81,14 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Init(args) => init::run(&cli.addr, &cli.admin_addr, args, &cli.outputs),
-        Command::Run(args) => run::run(&cli.addr, &cli.admin_addr, args, &cli.outputs),
+    let credentials = credentials::Credentials::load(&cli.credentials);
+    let result = credentials.and_then(|auth| match &cli.command {
+        Command::Init(args) => init::run(&cli.addr, &cli.admin_addr, &auth, args, &cli.outputs),
+        Command::Run(args) => run::run(&cli.addr, &cli.admin_addr, &auth, args, &cli.outputs),
         Command::Ceiling(args) => ceiling::command(args, &cli.outputs),
-        Command::Smoke => smoke::run(&cli.addr, &cli.admin_addr),
+        Command::Smoke => smoke::run(&cli.addr, &cli.admin_addr, &auth),
         Command::CacheSim(args) => cache_sim::command(args, &cli.outputs),
-    };
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -10,6 +10,7 @@
 use crate::ceiling::{self, Ceiling, CeilingArgs};
 use crate::committer::{CommitQueue, Committer, Completions, LsnAllocator};
 use crate::conn::Conn;
+use crate::credentials::Credentials;
 use crate::job::{ClientConn, Job, TenantRun};
 use crate::report::{per_second, Interval, Report};
 use crate::state::{State, TenantIds};
@@ -18,7 +19,6 @@ use crate::workload::{LsnMode, Workload};
 use crate::Outputs;
 use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
-use server::admin_client::AdminClient;
 use server::client::Client;
 use server::proto::Role;
 use std::collections::BTreeMap;
@@ -164,7 +164,13 @@ struct Setup {
     connect_time: Duration,
 }
 
-pub fn run(addr: &str, admin_addr: &str, args: &RunArgs, outputs: &Outputs) -> anyhow::Result<()> {
+pub fn run(
+    addr: &str,
+    admin_addr: &str,
+    auth: &Credentials,
+    args: &RunArgs,
+    outputs: &Outputs,
+) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(args.pipeline >= 1, "--pipeline must be at least 1");
     anyhow::ensure!(args.rate.is_none_or(|r| r > 0.0), "--rate must be positive");
@@ -203,7 +209,7 @@ pub fn run(addr: &str, admin_addr: &str, args: &RunArgs, outputs: &Outputs) -> a
         latency_limit: args.latency_limit.map(|ms| Duration::from_secs_f64(ms / 1e3)),
         seed,
     });
-    let setup = connect(addr, admin_addr, args, &state, &tenants, jobs)?;
+    let setup = connect(addr, admin_addr, auth, args, &state, &tenants, jobs)?;
     let interval = Duration::from_secs_f64(args.progress.unwrap_or(1.0).max(0.1));
     let started_at = SystemTime::now();
     let connect_time = setup.connect_time;
@@ -245,6 +251,7 @@ pub fn run(addr: &str, admin_addr: &str, args: &RunArgs, outputs: &Outputs) -> a
 fn connect(
     addr: &str,
     admin_addr: &str,
+    auth: &Credentials,
     args: &RunArgs,
     state: &State,
     tenants: &[TenantIds],
@@ -253,7 +260,7 @@ fn connect(
     let started = Instant::now();
     let mut committers = Vec::new();
     let mut runs = Vec::new();
-    let admin = AdminClient::new(admin_addr);
+    let admin = auth.admin(admin_addr);
     for ids in tenants {
         let mut last = ids.load_end_lsn;
         let mut queue = None;
@@ -268,12 +275,13 @@ fn connect(
                 .iter()
                 .find(|t| t.timeline_id == ids.timeline_id)
                 .map_or(state.writer_term, |t| t.writer_term);
-            let mut client = Client::connect(
+            let mut client = Client::connect_with_token(
                 addr,
                 Role::Writer,
                 ids.tenant_id,
                 ids.timeline_id,
                 term.max(state.writer_term),
+                &auth.token(ids.tenant_id, Role::Writer),
             )
             .with_context(|| format!("connecting the writer of tenant {}", ids.tenant_id))?;
             last = last.max(Lsn(client.hello().last_lsn));
@@ -298,7 +306,8 @@ fn connect(
     for client in 0..args.clients {
         let tenant = client % tenants.len();
         let ids = &tenants[tenant];
-        let conn = Conn::connect(addr, Role::Reader, ids.tenant_id, ids.timeline_id, 0)
+        let token = auth.token(ids.tenant_id, Role::Reader);
+        let conn = Conn::connect(addr, Role::Reader, ids.tenant_id, ids.timeline_id, 0, &token)
             .with_context(|| format!("connecting client {client}"))?;
         let known = Lsn(conn.hello.last_lsn);
         if !args.workload.writes() && known.0 > runs[tenant].latest.load(Ordering::Relaxed) {

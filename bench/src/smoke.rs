@@ -2,9 +2,9 @@
 //! and timeline, appends images and deltas, reads pages back at several LSNs (GetPage and
 //! GetPages), checks every byte against an independent model, and fails on any mismatch.
 
+use crate::credentials::Credentials;
 use crate::model::Model;
 use anyhow::{bail, ensure, Context};
-use server::admin_client::AdminClient;
 use server::client::Client;
 use server::proto::{Role, Status};
 use wal::{BlockNumber, Delta, Fork, Lsn, PageKey, Record, RecordBody, RelTag, PAGE_SIZE};
@@ -12,12 +12,15 @@ use wal::{BlockNumber, Delta, Fork, Lsn, PageKey, Record, RecordBody, RelTag, PA
 const BLOCKS: u32 = 16;
 const ROUNDS: u64 = 4;
 
-pub fn run(addr: &str, admin_addr: &str) -> anyhow::Result<()> {
-    let admin = AdminClient::new(admin_addr);
+pub fn run(addr: &str, admin_addr: &str, auth: &Credentials) -> anyhow::Result<()> {
+    let admin = auth.admin(admin_addr);
     let tenant = admin.create_tenant(None).context("creating tenant")?;
     let timeline = admin.create_timeline(tenant.tenant_id, None).context("creating timeline")?;
-    let mut client = Client::connect(addr, Role::Writer, tenant.tenant_id, timeline.timeline_id, 1)
-        .context("connecting")?;
+    let token = auth.token(tenant.tenant_id, Role::Writer);
+    let (tenant_id, timeline_id) = (tenant.tenant_id, timeline.timeline_id);
+    let mut client =
+        Client::connect_with_token(addr, Role::Writer, tenant_id, timeline_id, 1, &token)
+            .context("connecting")?;
     let rel = RelTag { spc_oid: 1663, db_oid: 1, rel_number: 16384, fork: Fork::Main };
     let key = |block| PageKey { rel, block: BlockNumber(block) };
     let mut model = Model::default();

@@ -22,7 +22,11 @@
 //! - `POST /v1/tenants/{tenant}/timelines/{timeline}/{flush|compact|gc}` → 200 `TimelineInfo`
 //!   after running that store operation now (operators and tests; background work does the
 //!   same on its own schedule).
+//!
+//! Authentication: with `auth.admin_token_file` set, every route except `/health` and `/ready`
+//! answers 401 `{"error":…}` unless the request carries `Authorization: Bearer <admin token>`.
 
+use crate::auth;
 use crate::config::Config;
 use crate::metrics::exposition::{self, Process, TenantLabels};
 use crate::metrics::history::History;
@@ -261,9 +265,16 @@ struct Reply {
 pub(crate) fn run(server: Arc<tiny_http::Server>, state: AdminState) {
     for mut request in server.incoming_requests() {
         let mut body = String::new();
-        let reply = match request.as_reader().take(64 * 1024).read_to_string(&mut body) {
-            Ok(_) => route_any(&state, request.method(), request.url(), &body),
-            Err(error) => json_reply((400, error_json(&format!("unreadable body: {error}")))),
+        let reply = if !authorized(&state, &request) {
+            json_reply((
+                401,
+                error_json("missing or wrong admin credential (Authorization: Bearer)"),
+            ))
+        } else {
+            match request.as_reader().take(64 * 1024).read_to_string(&mut body) {
+                Ok(_) => route_any(&state, request.method(), request.url(), &body),
+                Err(error) => json_reply((400, error_json(&format!("unreadable body: {error}")))),
+            }
         };
         let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
             .expect("static header is valid");
@@ -274,6 +285,20 @@ pub(crate) fn run(server: Arc<tiny_http::Server>, state: AdminState) {
             tracing::info!(%error, "admin client went away");
         }
     }
+}
+
+/// With `auth.admin_token_file` set, every route but the probes `/health` and `/ready` needs
+/// the admin bearer token (compared in constant time, `auth::admin_allows`).
+fn authorized(state: &AdminState, request: &tiny_http::Request) -> bool {
+    let Some(expected) = &state.config.auth.admin_token else { return true };
+    let path = request.url().split('?').next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if matches!(segments.as_slice(), ["health"] | ["ready"]) {
+        return true;
+    }
+    let header =
+        request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str());
+    auth::admin_allows(expected, header)
 }
 
 fn json_reply((status, body): (u16, String)) -> Reply {

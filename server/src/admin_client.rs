@@ -16,13 +16,20 @@ pub enum AdminError {
 pub struct AdminClient {
     base: String,
     agent: ureq::Agent,
+    /// `Authorization` header value, for a server with `auth.admin_token_file`.
+    bearer: Option<String>,
 }
 
 impl AdminClient {
     /// `addr` is `host:port` of the admin listener.
     pub fn new(addr: &str) -> AdminClient {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        AdminClient { base: format!("http://{addr}"), agent }
+        AdminClient { base: format!("http://{addr}"), agent, bearer: None }
+    }
+
+    /// Like [`AdminClient::new`], sending `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(addr: &str, token: &str) -> AdminClient {
+        AdminClient { bearer: Some(format!("Bearer {token}")), ..AdminClient::new(addr) }
     }
 
     fn call(
@@ -32,7 +39,10 @@ impl AdminClient {
         body: Option<serde_json::Value>,
     ) -> Result<String, AdminError> {
         let url = format!("{}{}", self.base, path);
-        let request = self.agent.request(method, &url);
+        let mut request = self.agent.request(method, &url);
+        if let Some(bearer) = &self.bearer {
+            request = request.set("Authorization", bearer);
+        }
         let result = match body {
             Some(body) => request.send_json(body),
             None => request.call(),

@@ -78,13 +78,27 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and performs the handshake.
+    /// Connects and performs the handshake, with no auth token (a server with
+    /// authentication on answers `Unauthorized`).
     pub fn connect(
         addr: impl ToSocketAddrs,
         role: Role,
         tenant_id: TenantId,
         timeline_id: TimelineId,
         writer_term: u64,
+    ) -> Result<Client, ClientError> {
+        Client::connect_with_token(addr, role, tenant_id, timeline_id, writer_term, &[])
+    }
+
+    /// Connects and performs the handshake, sending `token` (from `server::auth::mint` or
+    /// `pagecore token mint`) as the `Hello`'s `auth_token`.
+    pub fn connect_with_token(
+        addr: impl ToSocketAddrs,
+        role: Role,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        writer_term: u64,
+        token: &[u8],
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
@@ -98,7 +112,8 @@ impl Client {
             next_id: 1,
             hello: HelloOk { protocol_version: 0, core: 0, last_lsn: 0, writer_term: 0 },
         };
-        let hello = Hello::new(role, tenant_id, timeline_id, writer_term);
+        let hello =
+            Hello { auth_token: token, ..Hello::new(role, tenant_id, timeline_id, writer_term) };
         let id = client.send(&Request::Hello(hello));
         let body = client.recv_expecting(id)?.into_result()?;
         client.hello = HelloOk::decode(&body)?;

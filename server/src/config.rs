@@ -3,6 +3,7 @@
 //! Every field has a default so `pagecore serve` runs with no arguments. The TOML keys are the
 //! field names below; `README.md` documents them with an example file.
 
+use crate::auth::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
     pub placement: BTreeMap<String, usize>,
+    pub auth: AuthConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -78,6 +80,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             metrics: MetricsConfig::default(),
             placement: BTreeMap::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -151,6 +154,24 @@ impl Default for MetricsConfig {
             dashboard_history: 600,
         }
     }
+}
+
+/// Authentication (`server::auth`; operator guide in `deploy/README.md`, "Authentication").
+/// Both files unset (the default) = authentication off, for development.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// File holding the HMAC secret tenant tokens are signed with (at least 32 bytes; trailing
+    /// whitespace is ignored). When set, every `Hello` needs a valid token.
+    pub token_secret_file: Option<PathBuf>,
+    /// File holding the admin API's bearer token (at least 32 bytes). When set, every admin
+    /// route except `/health` and `/ready` needs `Authorization: Bearer <token>`.
+    pub admin_token_file: Option<PathBuf>,
+    /// The two secrets, read by [`Config::validate`]; never in the TOML.
+    #[serde(skip)]
+    pub(crate) token_secret: Option<Secret>,
+    #[serde(skip)]
+    pub(crate) admin_token: Option<Secret>,
 }
 
 impl Default for WalConfig {
@@ -230,7 +251,22 @@ impl Config {
                 return Err(ConfigError::Invalid { key: "placement", why });
             }
         }
+        self.load_secrets()?;
         Ok(self)
+    }
+
+    /// Reads the `[auth]` secret files; a configured file that is unreadable or too short
+    /// stops the start rather than silently serving without authentication.
+    fn load_secrets(&mut self) -> Result<(), ConfigError> {
+        let load = |path: &Option<PathBuf>, key| {
+            path.as_deref()
+                .map(Secret::load)
+                .transpose()
+                .map_err(|error| ConfigError::Invalid { key, why: error.to_string() })
+        };
+        self.auth.token_secret = load(&self.auth.token_secret_file, "auth.token_secret_file")?;
+        self.auth.admin_token = load(&self.auth.admin_token_file, "auth.admin_token_file")?;
+        Ok(())
     }
 
     /// The CPU core `core` is pinned to.

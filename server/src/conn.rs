@@ -18,6 +18,7 @@
 //! Shutdown: once the core's drain started, a connection answers every request it has read,
 //! writes the answers and closes (`core::Drain`).
 
+use crate::auth;
 use crate::core::LocalCore;
 use crate::metrics::{self, Op, RequestKind, TenantCounters};
 use crate::proto::frame::{decode_frame, Tag, FRAME_HEADER_SIZE, TAG_PROTOCOL_ERROR};
@@ -217,12 +218,18 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
         encode_error(out, Tag::Hello.response(), request_id, status, format_args!("{message}"));
         None
     };
-    let Hello { protocol_version, role, tenant_id, timeline_id, writer_term, .. } = hello;
+    let Hello { protocol_version, role, tenant_id, timeline_id, writer_term, auth_token } = hello;
     if protocol_version != PROTOCOL_VERSION {
         let message = format!(
             "protocol version {protocol_version} unsupported; server speaks {PROTOCOL_VERSION}"
         );
         return reject(out, Status::BadRequest, message);
+    }
+    // Before the timeline lookup, so an unauthenticated client learns nothing about which
+    // tenants and timelines exist. The refusal names the reason only, never the token.
+    if let Err(refusal) = auth::check_hello(&core.config.auth, auth_token, tenant_id, role) {
+        tracing::info!(tenant = %tenant_id, ?role, %refusal, "Hello refused: unauthorized");
+        return reject(out, Status::Unauthorized, refusal.to_string());
     }
     let Some(timeline) = core.timeline(tenant_id, timeline_id) else {
         return reject(

@@ -2,10 +2,11 @@
 //! client library.
 //!
 //! Public surface: [`proto`] (the wire codec), [`client`] (blocking protocol client),
-//! [`admin_client`] (admin HTTP client), [`config`] and [`serve::run`]. Everything else is
-//! crate-private. See `ARCHITECTURE.md` for the codemap and invariants.
+//! [`admin_client`] (admin HTTP client), [`auth`] (tenant tokens), [`config`] and
+//! [`serve::run`]. Everything else is crate-private. See `ARCHITECTURE.md` for the codemap and invariants.
 
 pub mod admin_client;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod proto;

@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use server::admin_client::AdminClient;
+use server::auth::Secret;
 use server::config::{Config, DEFAULT_ADMIN_LISTEN};
+use server::proto::Role;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -29,6 +31,33 @@ enum Command {
         /// Admin API address of the server.
         #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, global = true)]
         admin_addr: String,
+        /// The server's `auth.admin_token_file`, when its admin API needs a token.
+        #[arg(long, global = true)]
+        admin_token_file: Option<PathBuf>,
+    },
+    /// Tenant auth tokens (see deploy/README.md, "Authentication").
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token for one tenant and role, signed with the server's token secret.
+    Mint {
+        /// The file named by the server's `auth.token_secret_file`.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Tenant id, 32 hex digits.
+        #[arg(long)]
+        tenant: String,
+        /// `reader` (GetPage, RelSize) or `writer` (also AppendWal).
+        #[arg(long, value_parser = ["reader", "writer"])]
+        role: String,
+        /// Seconds from now until the token expires.
+        #[arg(long)]
+        ttl: u64,
     },
 }
 
@@ -79,7 +108,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Tenant { command, admin_addr } => tenant(command, &admin_addr),
+        Command::Tenant { command, admin_addr, admin_token_file } => {
+            tenant(command, &admin_addr, admin_token_file.as_deref())
+        }
+        Command::Token { command } => token(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -121,8 +153,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::serve::run(config)
 }
 
-fn tenant(command: TenantCommand, admin_addr: &str) -> anyhow::Result<()> {
-    let admin = AdminClient::new(admin_addr);
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Mint { secret_file, tenant, role, ttl } = command;
+    let secret = Secret::load(&secret_file)?;
+    let tenant: wal::TenantId = tenant.parse()?;
+    let role = if role == "writer" { Role::Writer } else { Role::Reader };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let expiry = now
+        .checked_add(ttl)
+        .ok_or_else(|| anyhow::anyhow!("--ttl {ttl} runs past the end of time"))?;
+    println!("{}", server::auth::mint(&secret, tenant, role, expiry));
+    Ok(())
+}
+
+fn tenant(
+    command: TenantCommand,
+    admin_addr: &str,
+    admin_token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let admin = match admin_token_file {
+        Some(path) => AdminClient::with_token(admin_addr, std::fs::read_to_string(path)?.trim()),
+        None => AdminClient::new(admin_addr),
+    };
     match command {
         TenantCommand::Create { tenant_id, timeline } => {
             let tenant_id = tenant_id.map(|t| t.parse()).transpose()?;

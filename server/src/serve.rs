@@ -93,6 +93,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, cores = config.cores,
         cpus = ?(0..config.cores).map(|c| config.cpu_of(c)).collect::<Vec<_>>(),
         data_dir = %config.data_dir.display(), "pagecore starting");
+    log_auth(&config);
     let signal = wait_for_termination_signal();
     let stopping = Instant::now();
     lifecycle.shutting_down.store(true, Ordering::Release);
@@ -357,6 +358,19 @@ fn refuse_if_port_served(listen: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Holds an exclusive `flock` on `<data_dir>/.lock` so two servers never share a data dir.
+/// One line on what authentication is on (never the secrets themselves).
+fn log_auth(config: &Config) {
+    let auth = &config.auth;
+    match (&auth.token_secret_file, &auth.admin_token_file) {
+        (None, None) => tracing::info!("authentication is off: no [auth] secret files configured"),
+        (tokens, admin) => tracing::info!(
+            tenant_tokens = tokens.is_some(),
+            admin_token = admin.is_some(),
+            "authentication configured"
+        ),
+    }
+}
+
 fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     let path = config.data_dir.join(".lock");
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;

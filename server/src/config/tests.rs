@@ -64,3 +64,24 @@ fn metrics_settings_are_checked() {
         toml::from_str("slow_request_ms = 5\n[metrics]\nmax_tenant_series = 3\n").unwrap();
     assert_eq!((parsed.slow_request_ms, parsed.metrics.max_tenant_series), (5, 3));
 }
+
+#[test]
+fn auth_secret_files_are_read_and_checked_at_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { cores: 1, ..Config::default() };
+    config.auth.token_secret_file = Some(dir.path().join("missing"));
+    let err = config.validate().unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { key: "auth.token_secret_file", .. }), "{err}");
+    std::fs::write(dir.path().join("short"), "too-short-secret").unwrap();
+    let mut config = Config { cores: 1, ..Config::default() };
+    config.auth.admin_token_file = Some(dir.path().join("short"));
+    let err = config.validate().unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { key: "auth.admin_token_file", .. }), "{err}");
+    assert!(!err.to_string().contains("too-short-secret"), "the secret is in the error");
+    std::fs::write(dir.path().join("good"), "x".repeat(32)).unwrap();
+    let mut config = Config { cores: 1, ..Config::default() };
+    config.auth.token_secret_file = Some(dir.path().join("good"));
+    let config = config.validate().unwrap();
+    assert!(config.auth.token_secret.is_some() && config.auth.admin_token.is_none());
+    assert!(!format!("{config:?}").contains(&"x".repeat(32)), "Debug shows the secret");
+}

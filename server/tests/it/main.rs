@@ -1,5 +1,6 @@
 //! Integration tests: the real `pagecore` binary, real sockets, real O_DIRECT files.
 
+mod auth;
 mod bad_input;
 mod cache;
 mod cores;
