@@ -710,8 +710,8 @@ async fn append(
     if let Err(refusal) = room {
         return Ok(Err(append_refusal(refusal)));
     }
-    let target = match timeline.accept(session.writer_term, records) {
-        Ok(target) => target,
+    let (target, generation) = match timeline.accept(session.writer_term, records) {
+        Ok(accepted) => accepted,
         Err(refusal) => return Ok(Err(append_refusal(refusal))),
     };
     if !out.is_empty() {
@@ -719,7 +719,7 @@ async fn append(
         trace.written_before = true;
     }
     let started = Instant::now();
-    let durable = timeline.applied.wait_for(target).await;
+    let durable = timeline.wait_durable(target, generation).await;
     trace.commit_wait = started.elapsed();
     Ok(match durable {
         Ok(durable) => Ok(durable),

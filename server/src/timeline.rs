@@ -18,7 +18,7 @@
 use crate::config::Config;
 use crate::layer_io::{list_layers, open_layer, LayerFile};
 use crate::runtime::{blocking, write_file_durably};
-use crate::wal_io::{list_segments, read_segment, segment_path, WalWriter};
+use crate::wal_io::{list_segments, read_segment, segment_path, WalWriteError, WalWriter};
 use crate::watch::{Event, LsnWatch};
 use cache::layer::LayerKind;
 use cache::{BufferCache, CacheKey, InMemoryLayer, RelSizes};
@@ -109,6 +109,9 @@ pub(crate) struct Timeline {
     pub(crate) store_wake: Event,
     pub(crate) counters: TimelineCounters,
     pub(crate) last_accepted: Cell<Lsn>,
+    /// Bumped when a WAL write fails and its batch (and the queue behind it) is refused.
+    write_generation: Cell<u64>,
+    last_write_failure: RefCell<String>,
     pending: RefCell<Vec<Record>>,
     pub(crate) pending_bytes: Cell<usize>,
     flush_needed: Event,
@@ -185,6 +188,8 @@ impl Timeline {
             store_wake: Event::default(),
             counters: TimelineCounters::default(),
             last_accepted: Cell::new(start_lsn),
+            write_generation: Cell::new(0),
+            last_write_failure: RefCell::new(String::new()),
             pending: RefCell::new(Vec::new()),
             pending_bytes: Cell::new(0),
             flush_needed: Event::default(),
@@ -366,7 +371,11 @@ impl Timeline {
     /// returns the LSN to wait for. All-or-nothing: a batch with one bad record queues nothing.
     /// An empty batch is a barrier: it returns the last accepted LSN, so its answer comes once
     /// everything accepted before it is durable.
-    pub(crate) fn accept(&self, term: u64, records: Vec<Record>) -> Result<Lsn, AppendError> {
+    pub(crate) fn accept(
+        &self,
+        term: u64,
+        records: Vec<Record>,
+    ) -> Result<(Lsn, u64), AppendError> {
         if let Some(why) = self.broken() {
             return Err(AppendError::Broken(why));
         }
@@ -389,7 +398,27 @@ impl Timeline {
         self.pending.borrow_mut().extend(records);
         self.last_accepted.set(last);
         self.flush_needed.notify();
-        Ok(last)
+        Ok((last, self.write_generation.get()))
+    }
+
+    /// Waits until everything accepted up to `target` (in write generation `generation`) is
+    /// durable. A failed WAL write refuses its batch and everything queued behind it: their
+    /// waiters see the generation move on and get the error, while later appends go on.
+    pub(crate) async fn wait_durable(&self, target: Lsn, generation: u64) -> Result<Lsn, String> {
+        self.applied
+            .wait_with(|| {
+                if let Some(why) = self.applied.failure() {
+                    return Some(Err(why));
+                }
+                if self.applied.get() >= target {
+                    return Some(Ok(self.applied.get()));
+                }
+                if self.write_generation.get() > generation {
+                    return Some(Err(self.last_write_failure.borrow().clone()));
+                }
+                None
+            })
+            .await
     }
 
     /// Backpressure on ingest: while the open in-memory layer holds twice the flush threshold
@@ -429,6 +458,21 @@ impl Timeline {
     pub(crate) fn shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
+}
+
+/// A WAL write failed and was rewound (e.g. the disk is full): the failed batch and every
+/// append queued behind it are refused, the accepted LSN falls back to the durable one, and
+/// appends resume as soon as the disk lets them.
+fn refuse_queued(timeline: &Timeline, error: &std::io::Error) {
+    let dropped = std::mem::take(&mut *timeline.pending.borrow_mut()).len();
+    timeline.pending_bytes.set(0);
+    timeline.last_accepted.set(timeline.applied.get());
+    *timeline.last_write_failure.borrow_mut() =
+        format!("WAL write failed, nothing of the batch was appended (retry): {error}");
+    timeline.write_generation.set(timeline.write_generation.get() + 1);
+    timeline.applied.wake_all();
+    tracing::warn!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, %error,
+        queued_refused = dropped, "WAL write failed; batch refused, appends go on when possible");
 }
 
 /// Ends the validity of cached versions that `batch` supersedes, before the batch becomes
@@ -498,13 +542,20 @@ async fn flusher(timeline: Rc<Timeline>, mut writer: WalWriter) {
         }
         let bytes: usize = batch.iter().map(Record::encoded_size).sum();
         let write_started = Instant::now();
-        if let Err(error) = writer.write_batch(&batch).await {
-            let why = format!("WAL write failed: {error}");
-            tracing::error!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id,
-                %error, "WAL write failed; timeline stops accepting writes");
-            *timeline.broken.borrow_mut() = Some(why.clone());
-            timeline.applied.fail(why);
-            return;
+        match writer.write_batch(&batch).await {
+            Ok(()) => {}
+            Err(WalWriteError::Rewound(error)) => {
+                refuse_queued(&timeline, &error);
+                continue;
+            }
+            Err(WalWriteError::Fatal(error)) => {
+                let why = format!("WAL write failed: {error}");
+                tracing::error!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id,
+                    %error, "WAL write failed; timeline stops accepting writes");
+                *timeline.broken.borrow_mut() = Some(why.clone());
+                timeline.applied.fail(why);
+                return;
+            }
         }
         crate::metrics::wal_commit(batch.len(), bytes, write_started.elapsed());
         timeline.pending_bytes.set(timeline.pending_bytes.get() - bytes);

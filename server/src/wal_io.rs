@@ -59,6 +59,24 @@ pub(crate) async fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A WAL write that failed.
+#[derive(Debug)]
+pub(crate) enum WalWriteError {
+    /// Nothing of the batch is on disk any more; appends may go on.
+    Rewound(io::Error),
+    /// The WAL's state on disk is unknown: the timeline must stop.
+    Fatal(io::Error),
+}
+
+/// Where a batch began, to rewind to if it fails.
+struct Checkpoint {
+    segment_seq: u64,
+    write_offset: Option<u64>,
+    tail: Vec<u8>,
+    last_lsn: Lsn,
+    closed: usize,
+}
+
 /// The appending end of one timeline's WAL.
 pub(crate) struct WalWriter {
     wal_dir: PathBuf,
@@ -147,7 +165,58 @@ impl WalWriter {
 
     /// Writes `records` and makes them durable (group commit: the caller passes everything that
     /// accumulated while the previous batch was being synced).
-    pub(crate) async fn write_batch(&mut self, records: &[Record]) -> io::Result<()> {
+    ///
+    /// On failure (a full disk when a new segment is created, an I/O error) the writer is
+    /// rewound to where the batch began: segments the batch created are deleted and what it
+    /// wrote in the old segment is zeroed, so no frame of it, not even one marked
+    /// `BATCH_END` whose sync failed, can be recovered later. Then the timeline can go on
+    /// (`Rewound`). Only if the rewind fails too is the WAL unusable (`Fatal`).
+    pub(crate) async fn write_batch(&mut self, records: &[Record]) -> Result<(), WalWriteError> {
+        let start = Checkpoint {
+            segment_seq: self.segment_seq,
+            write_offset: self.write_offset,
+            tail: self.tail.clone(),
+            last_lsn: self.last_lsn,
+            closed: self.closed.len(),
+        };
+        match self.write_records(records).await {
+            Ok(()) => Ok(()),
+            Err(error) => match self.rewind(start).await {
+                Ok(()) => Err(WalWriteError::Rewound(error)),
+                Err(undo) => Err(WalWriteError::Fatal(io::Error::other(format!(
+                    "{error}; rewinding the WAL after it failed too: {undo}"
+                )))),
+            },
+        }
+    }
+
+    async fn rewind(&mut self, start: Checkpoint) -> io::Result<()> {
+        let _ = std::fs::remove_file(
+            segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
+        );
+        if self.segment_seq != start.segment_seq {
+            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).collect();
+            let reopened = dma_open_rw(&segment_path(&self.wal_dir, start.segment_seq)).await?;
+            let newer = std::mem::replace(&mut self.file, reopened);
+            let _ = newer.close().await;
+            for seq in created {
+                std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+            }
+            sync_dir(&self.wal_dir).await?;
+            self.segment_seq = start.segment_seq;
+            self.closed.truncate(start.closed);
+        }
+        self.write_offset = start.write_offset;
+        self.tail = start.tail;
+        self.last_lsn = start.last_lsn;
+        if let Some(offset) = self.write_offset {
+            // Overwrites blocks the segment already owns: needs no free space.
+            self.zero_from(offset).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
         let mut next = 0;
         while next < records.len() {
             let frame_len = (records[next].encoded_size() + FRAME_OVERHEAD) as u64;

@@ -40,10 +40,26 @@ impl LsnWatch {
         self.wake_all();
     }
 
-    fn wake_all(&self) {
+    /// Wakes every waiter so it re-checks its condition.
+    pub(crate) fn wake_all(&self) {
         for waker in self.wakers.borrow_mut().drain(..) {
             waker.wake();
         }
+    }
+
+    /// Waits until `check` answers (it is asked on every advance, failure or `wake_all`).
+    pub(crate) async fn wait_with<T>(&self, mut check: impl FnMut() -> Option<T>) -> T {
+        poll_fn(|cx| {
+            if let Some(answer) = check() {
+                return Poll::Ready(answer);
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until the value reaches `target`. The number of parked wakers is bounded by the

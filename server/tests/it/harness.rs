@@ -43,15 +43,26 @@ impl TestServer {
         TestServer::start_configured(cores, top_toml, "")
     }
 
+    /// Like [`TestServer::start_with`], with the data directory at `data_dir` (e.g. on a small
+    /// file system of the test's own).
+    pub fn start_in(cores: usize, data_dir: &std::path::Path, extra_toml: &str) -> TestServer {
+        let top = format!("data_dir = {data_dir:?}\n");
+        TestServer::start_configured(cores, &top, extra_toml)
+    }
+
     fn start_configured(cores: usize, top_toml: &str, extra_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("pagecore.toml");
+        let data_dir = if top_toml.contains("data_dir =") {
+            String::new()
+        } else {
+            format!("data_dir = {:?}\n", dir.path().join("data"))
+        };
         let config = format!(
-            "{top_toml}data_dir = {:?}\nlisten = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
-             lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n{extra_toml}\n",
-            dir.path().join("data")
+            "{top_toml}{data_dir}listen = {addr:?}\nadmin_listen = {admin_addr:?}\ncores = {cores}\n\
+             lsn_wait_timeout_ms = 500\nlog = \"info\"\n[wal]\nsegment_size_bytes = 65536\n{extra_toml}\n"
         );
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("server.log");
