@@ -45,6 +45,7 @@ pub struct Config {
     pub cpus: Vec<usize>,
     pub wal: WalConfig,
     pub store: StoreConfig,
+    pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
     pub placement: BTreeMap<String, usize>,
@@ -78,10 +79,56 @@ impl Default for Config {
             cpus: Vec::new(),
             wal: WalConfig::default(),
             store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
             metrics: MetricsConfig::default(),
             placement: BTreeMap::new(),
             auth: AuthConfig::default(),
         }
+    }
+}
+
+/// Per-tenant rate limits (see `server::limits`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// GetPage pages per second of every tenant without an entry in `tenants`; 0 = unlimited.
+    pub get_page_per_sec: u64,
+    /// WAL bytes per second of every tenant without an entry in `tenants`; 0 = unlimited.
+    pub wal_bytes_per_sec: u64,
+    /// Seconds of rate a tenant may use at once.
+    pub burst_secs: f64,
+    /// Per-tenant overrides: tenant id (hex) → limits.
+    pub tenants: BTreeMap<String, TenantLimits>,
+}
+
+/// One tenant's limits; 0 = unlimited.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimits {
+    /// Pages per second served by GetPage and GetPages.
+    pub get_page_per_sec: u64,
+    /// WAL bytes per second accepted by AppendWal.
+    pub wal_bytes_per_sec: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            get_page_per_sec: 0,
+            wal_bytes_per_sec: 0,
+            burst_secs: 1.0,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits of `tenant`: its override, else the defaults.
+    pub fn of(&self, tenant: &str) -> TenantLimits {
+        self.tenants.get(tenant).copied().unwrap_or(TenantLimits {
+            get_page_per_sec: self.get_page_per_sec,
+            wal_bytes_per_sec: self.wal_bytes_per_sec,
+        })
     }
 }
 
@@ -240,6 +287,16 @@ impl Config {
         {
             let why = format!("{bad:?} is not a 32-digit hex tenant id");
             return Err(ConfigError::Invalid { key: "metrics.tenant_series", why });
+        }
+        if !(self.limits.burst_secs > 0.0 && self.limits.burst_secs.is_finite()) {
+            let why = format!("{} is not a positive number of seconds", self.limits.burst_secs);
+            return Err(ConfigError::Invalid { key: "limits.burst_secs", why });
+        }
+        for tenant in self.limits.tenants.keys() {
+            if tenant.parse::<wal::TenantId>().is_err() {
+                let why = format!("{tenant:?} is not a 32-digit hex tenant id");
+                return Err(ConfigError::Invalid { key: "limits.tenants", why });
+            }
         }
         for (tenant, core) in &self.placement {
             if tenant.parse::<wal::TenantId>().is_err() {

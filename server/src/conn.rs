@@ -141,6 +141,7 @@ pub(crate) fn hello_tenant(input: &Input, out: &mut Vec<u8>) -> Option<wal::Tena
 /// What a request handler needs about its connection.
 struct Session {
     core: Rc<LocalCore>,
+    limits: Rc<crate::limits::TenantLimiter>,
     timeline: Rc<Timeline>,
     tenant: Rc<TenantCounters>,
     role: Role,
@@ -268,7 +269,17 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
     let slow_ms = core.config.slow_request_ms;
     let slow = (slow_ms > 0).then(|| Duration::from_millis(slow_ms));
     let tenant = core.tenant_counters(tenant_id);
-    Some(Session { core: core.clone(), timeline, tenant, role, writer_term, lsn_wait, slow })
+    let limits = core.tenant_limiter(tenant_id);
+    Some(Session {
+        core: core.clone(),
+        limits,
+        timeline,
+        tenant,
+        role,
+        writer_term,
+        lsn_wait,
+        slow,
+    })
 }
 
 /// Writes `out` to the client and empties it.
@@ -457,6 +468,17 @@ async fn dispatch(
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
+            if !session.limits.get_pages.take(1) {
+                let rate = session.limits.get_pages.rate();
+                encode_error(
+                    out,
+                    response_tag,
+                    id,
+                    Status::SlowDown,
+                    format_args!("tenant over its GetPage limit of {rate} pages/s; retry later"),
+                );
+                return Ok(());
+            }
             if let Err((status, message)) =
                 wait_lsn(session, not_modified_since, stream, out, trace).await?
             {
@@ -467,6 +489,17 @@ async fn dispatch(
         }
         Request::GetPages { rel, lsn, blocks } => {
             (trace.lsn, trace.count) = (lsn, blocks.len());
+            if !session.limits.get_pages.take(blocks.len() as u64) {
+                let rate = session.limits.get_pages.rate();
+                encode_error(
+                    out,
+                    response_tag,
+                    id,
+                    Status::SlowDown,
+                    format_args!("tenant over its GetPage limit of {rate} pages/s; retry later"),
+                );
+                return Ok(());
+            }
             if let Err((status, message)) = wait_for_read(session, lsn, stream, out, trace).await? {
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
@@ -503,6 +536,18 @@ async fn dispatch(
         }
         Request::AppendWal { records } => {
             trace.count = records.len();
+            let bytes = records.raw().map(|r| r.len() as u64).sum();
+            if session.role == Role::Writer && !session.limits.wal_bytes.take(bytes) {
+                let rate = session.limits.wal_bytes.rate();
+                encode_error(
+                    out,
+                    response_tag,
+                    id,
+                    Status::SlowDown,
+                    format_args!("tenant over its WAL limit of {rate} bytes/s; retry later"),
+                );
+                return Ok(());
+            }
             let result = append(session, records, stream, out, trace).await?;
             match result {
                 Ok(durable) => {

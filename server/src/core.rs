@@ -10,6 +10,7 @@
 
 use crate::admin::{AdminCommand, AdminReply, TenantInfo, TimelineInfo};
 use crate::config::Config;
+use crate::limits::TenantLimiter;
 use crate::metrics::{self, CoreSnapshot, TenantCounters, TenantSnapshot};
 use crate::runtime::{blocking, sync_dir_blocking, write_file_durably};
 use crate::store;
@@ -24,6 +25,7 @@ use wal::{Lsn, TenantId, TimelineId};
 
 /// The state of one core.
 pub(crate) struct LocalCore {
+    limiters: RefCell<BTreeMap<TenantId, Rc<TenantLimiter>>>,
     /// The core's buffer cache, shared by its timelines (`None` when `cache_bytes = 0`).
     pub(crate) cache: Option<Rc<RefCell<BufferCache>>>,
     pub(crate) id: usize,
@@ -118,6 +120,7 @@ impl LocalCore {
         let cache = (config.cache_bytes > 0)
             .then(|| Rc::new(RefCell::new(BufferCache::new(frames, PolicyKind::S3Fifo))));
         LocalCore {
+            limiters: RefCell::new(BTreeMap::new()),
             id,
             cache,
             config,
@@ -126,6 +129,16 @@ impl LocalCore {
             background,
             drain: Drain::default(),
         }
+    }
+
+    /// The rate limits of `tenant` (created on first use, once per tenant, so every connection
+    /// of a tenant draws from the same buckets).
+    pub(crate) fn tenant_limiter(&self, tenant: TenantId) -> Rc<TenantLimiter> {
+        self.limiters
+            .borrow_mut()
+            .entry(tenant)
+            .or_insert_with(|| Rc::new(TenantLimiter::for_tenant(&self.config, tenant)))
+            .clone()
     }
 
     /// The request counters of `tenant` (created on first use, once per tenant).

@@ -16,6 +16,7 @@ mod admin;
 mod conn;
 mod core;
 mod layer_io;
+mod limits;
 mod metrics;
 mod read;
 mod runtime;

@@ -85,3 +85,18 @@ fn auth_secret_files_are_read_and_checked_at_validation() {
     assert!(config.auth.token_secret.is_some() && config.auth.admin_token.is_none());
     assert!(!format!("{config:?}").contains(&"x".repeat(32)), "Debug shows the secret");
 }
+
+#[test]
+fn limits_have_defaults_and_per_tenant_overrides() {
+    let tenant = "0123456789abcdef0123456789abcdef";
+    let text = format!(
+        "cores = 1\n[limits]\nget_page_per_sec = 100\nburst_secs = 0.5\n\
+         [limits.tenants.\"{tenant}\"]\nwal_bytes_per_sec = 5000\n"
+    );
+    let config = toml::from_str::<Config>(&text).unwrap().validate().unwrap();
+    assert_eq!(config.limits.of("ffffffffffffffffffffffffffffffff").get_page_per_sec, 100);
+    let own = config.limits.of(tenant);
+    assert_eq!((own.get_page_per_sec, own.wal_bytes_per_sec), (0, 5000));
+    let bad = toml::from_str::<Config>("cores = 1\n[limits.tenants.nothex]\n").unwrap().validate();
+    assert!(matches!(bad, Err(ConfigError::Invalid { key: "limits.tenants", .. })));
+}

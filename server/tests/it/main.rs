@@ -8,6 +8,7 @@ mod crash;
 mod durability;
 mod faults;
 mod harness;
+mod limits;
 mod observability;
 mod reads;
 mod store;
