@@ -6,6 +6,7 @@ use crate::support::{image, key, Model};
 use server::proto::{Role, Status};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wal::Lsn;
 
 /// A small ext4 file system on a loop device, unmounted on drop.
 struct SmallDisk {
@@ -118,4 +119,52 @@ fn check(reader: &mut server::client::Client, model: &Model) {
             assert!(got[..] == expected[..], "block 0 at {at}");
         }
     }
+}
+
+/// A bit flipped in the middle of a WAL segment, with acknowledged records after it, is
+/// detected at start: that timeline refuses to be served (`Corrupt`, naming the case) rather
+/// than silently losing the records after the damage, and other tenants are served as usual.
+#[test]
+fn a_bit_flip_inside_the_wal_breaks_only_that_timeline() {
+    let mut server = TestServer::start(1);
+    let (damaged, damaged_timeline) = server.create_tenant();
+    let (healthy, healthy_timeline) = server.create_tenant();
+    for (tenant, timeline) in
+        [(damaged.tenant_id, damaged_timeline), (healthy.tenant_id, healthy_timeline)]
+    {
+        let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
+        // 64 KiB segments: 20 images span three of them.
+        for b in 0..20u32 {
+            writer.append_wal(&[image(0x10 + u64::from(b), b, u64::from(b))]).unwrap();
+        }
+    }
+    server.stop();
+    let wal = server.timeline_dir(damaged.tenant_id, damaged_timeline).join("wal");
+    let mut segments: Vec<_> =
+        std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let first = &segments[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    bytes[4096 + 100] ^= 0x01;
+    std::fs::write(first, &bytes).unwrap();
+    server.restart_clean_after_stop();
+    let refused = server::client::Client::connect(
+        &server.addr,
+        Role::Reader,
+        damaged.tenant_id,
+        damaged_timeline,
+        0,
+    )
+    .err()
+    .expect("the damaged timeline is not served");
+    assert_eq!(refused.status(), Some(Status::Corrupt), "{refused}");
+    assert!(refused.to_string().contains("damage-before-data"), "{refused}");
+    let mut reader = server.connect(Role::Reader, healthy.tenant_id, healthy_timeline, 0);
+    for b in 0..20u32 {
+        let expected = image(0, b, u64::from(b));
+        let wal::RecordBody::Image(expected) = expected.body else { unreachable!() };
+        assert!(reader.get_page(key(b), Lsn(0x23), Lsn(0x23)).unwrap()[..] == expected[..]);
+    }
+    server.assert_log_clean(&["timeline cannot be served"]);
 }
