@@ -405,8 +405,11 @@ pub fn decode_index(header: LayerHeader, index: &[u8]) -> Result<LayerIndex, Lay
             is_image: r.u32().map_err(t)? & FLAG_IMAGE != 0,
             checksum: r.u64().map_err(t)?,
         };
+        // checked_add: an offset near u64::MAX must not wrap back into the data section
+        // (test `entry_end_past_u64_max_is_rejected`, found by the layer_read fuzz target).
+        let end = entry.offset.checked_add(u64::from(entry.len));
         let in_data = entry.offset >= HEADER_SIZE as u64
-            && entry.offset + u64::from(entry.len) <= header.index_offset
+            && end.is_some_and(|end| end <= header.index_offset)
             && (!entry.is_image || (entry.len as usize == PAGE_SIZE && entry.offset % BLOCK == 0));
         if !in_data {
             return Err(LayerError::BadIndex("entry points outside the data section"));

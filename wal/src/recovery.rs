@@ -119,7 +119,9 @@ pub fn recover(
             offset,
             what,
         };
-        if segment.segment_seq != first.segment_seq + index as u64 {
+        // checked_add: sequence numbers come from file names; the last possible one must not
+        // wrap (test `sequence_number_at_u64_max_is_a_gap_not_a_panic`).
+        if first.segment_seq.checked_add(index as u64) != Some(segment.segment_seq) {
             return Err(refuse("sequence-gap", 0, "segment numbers are not consecutive".into()));
         }
         let header = SegmentHeader::decode(segment.bytes)

@@ -63,6 +63,31 @@ fn damage_is_detected() {
     assert_eq!(open(&file[..10]), Err(LayerError::Truncated("header")));
 }
 
+/// Regression (issue 8, found by the `layer_read` fuzz target in its first seconds): an index
+/// entry whose `offset + len` passes `u64::MAX` panicked the decoder with "attempt to add with
+/// overflow" in debug builds, and in release wrapped to a small end that passed the
+/// "inside the data section" check, so the reader would have trusted an entry pointing nowhere.
+/// The end is now computed with `checked_add`; such an entry is `BadIndex`. The fuzzer's
+/// minimised input is in `cache/fuzz/corpus/layer_read/regress-entry-end-overflow`.
+#[test]
+fn entry_end_past_u64_max_is_rejected() {
+    let (file, index) = sample_delta_layer();
+    let mut header = index.header;
+    let index_at = header.index_offset as usize;
+    let mut index_bytes = file[index_at..index_at + header.index_len as usize].to_vec();
+    // Entry 1 is the delta; its offset is at byte 28 of the entry and its len at byte 36. The
+    // wrapped end is 4194: at or above the header, below the index, as the old check wanted.
+    let entry = ENTRY_SIZE;
+    index_bytes[entry + 28..entry + 36].copy_from_slice(&(u64::MAX - 5).to_le_bytes());
+    index_bytes[entry + 36..entry + 40].copy_from_slice(&4200u32.to_le_bytes());
+    header.index_checksum = xxh3_64(&index_bytes);
+    let mut crafted = Vec::new();
+    encode_header(&header, &mut crafted);
+    crafted.resize(index_at, 0);
+    crafted.extend_from_slice(&index_bytes);
+    assert_eq!(open(&crafted), Err(LayerError::BadIndex("entry points outside the data section")));
+}
+
 /// Golden files: every format version ever written must keep decoding (STYLE S14). The files
 /// in `cache/testdata/v1/` were written by this code's version 1 writer; set
 /// `PAGECORE_WRITE_GOLDEN=1` to (re)create them only when introducing a new version.

@@ -34,7 +34,8 @@ fn main() {
     // A reader's requests.
     let mut stream = Vec::new();
     let lsn = Lsn(0x200);
-    Request::GetPage { key, request_lsn: lsn, not_modified_since: Lsn(0x100) }.encode(4, &mut stream);
+    Request::GetPage { key, request_lsn: lsn, not_modified_since: Lsn(0x100) }
+        .encode(4, &mut stream);
     let mut storage = Vec::new();
     let blocks = block_list(&[BlockNumber(0), BlockNumber(7)], &mut storage);
     Request::GetPages { rel, lsn, blocks }.encode(5, &mut stream);
@@ -47,7 +48,13 @@ fn main() {
     let start = begin_ok(&mut stream, Tag::Hello.response(), 1);
     HelloOk { protocol_version: 1, core: 0, last_lsn: 0x200, writer_term: 1 }.encode(&mut stream);
     finish(&mut stream, start);
-    encode_error(&mut stream, Tag::GetPage.response(), 4, Status::LsnTooOld, format_args!("too old"));
+    encode_error(
+        &mut stream,
+        Tag::GetPage.response(),
+        4,
+        Status::LsnTooOld,
+        format_args!("too old"),
+    );
     let start = begin_ok(&mut stream, Tag::GetPages.response(), 5);
     stream.extend_from_slice(&1u16.to_le_bytes());
     stream.extend_from_slice(&[0, 0]);

@@ -99,6 +99,21 @@ fn bad_header_and_gaps_refuse() {
     assert_eq!(gap.case, "sequence-gap");
 }
 
+/// Regression (issue 8, found by the `recovery` fuzz target within a second of its first long
+/// run): the consecutive-numbers check computed `first.segment_seq + index`, which panicked with
+/// "attempt to add with overflow" (builds with overflow checks) when the first segment number
+/// was `u64::MAX` and another segment followed; in release it wrapped to 0. Segment numbers come
+/// from file names on disk, so a stray `18446744073709551615.seg` must be refused as a gap, not
+/// crash the server. The fuzzer's input is the seed `wal/fuzz/corpus/recovery/regress-seq-overflow`.
+#[test]
+fn sequence_number_at_u64_max_is_a_gap_not_a_panic() {
+    let last = u64::MAX;
+    let refused = check(&[(last, segment(last, &[1])), (0, segment(0, &[2]))]).unwrap_err();
+    assert_eq!(refused.case, "sequence-gap");
+    let alone = check(&[(last, segment(last, &[1]))]).unwrap();
+    assert_eq!(alone.case, "clean-end");
+}
+
 #[test]
 fn an_unfinished_batch_is_dropped_whole_even_across_segments() {
     // Records 3 and 4 form one batch; only 4 would carry BATCH_END, and it never made it.
