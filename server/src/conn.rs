@@ -468,15 +468,8 @@ async fn dispatch(
                 encode_error(out, response_tag, id, status, format_args!("{message}"));
                 return Ok(());
             }
-            if !session.limits.get_pages.take(1) {
-                let rate = session.limits.get_pages.rate();
-                encode_error(
-                    out,
-                    response_tag,
-                    id,
-                    Status::SlowDown,
-                    format_args!("tenant over its GetPage limit of {rate} pages/s; retry later"),
-                );
+            if let Err(message) = session.limits.admit_pages(1) {
+                encode_error(out, response_tag, id, Status::SlowDown, format_args!("{message}"));
                 return Ok(());
             }
             if let Err((status, message)) =
@@ -489,15 +482,8 @@ async fn dispatch(
         }
         Request::GetPages { rel, lsn, blocks } => {
             (trace.lsn, trace.count) = (lsn, blocks.len());
-            if !session.limits.get_pages.take(blocks.len() as u64) {
-                let rate = session.limits.get_pages.rate();
-                encode_error(
-                    out,
-                    response_tag,
-                    id,
-                    Status::SlowDown,
-                    format_args!("tenant over its GetPage limit of {rate} pages/s; retry later"),
-                );
+            if let Err(message) = session.limits.admit_pages(blocks.len() as u64) {
+                encode_error(out, response_tag, id, Status::SlowDown, format_args!("{message}"));
                 return Ok(());
             }
             if let Err((status, message)) = wait_for_read(session, lsn, stream, out, trace).await? {
@@ -537,16 +523,17 @@ async fn dispatch(
         Request::AppendWal { records } => {
             trace.count = records.len();
             let bytes = records.raw().map(|r| r.len() as u64).sum();
-            if session.role == Role::Writer && !session.limits.wal_bytes.take(bytes) {
-                let rate = session.limits.wal_bytes.rate();
-                encode_error(
-                    out,
-                    response_tag,
-                    id,
-                    Status::SlowDown,
-                    format_args!("tenant over its WAL limit of {rate} bytes/s; retry later"),
-                );
-                return Ok(());
+            if session.role == Role::Writer {
+                if let Err(message) = session.limits.admit_wal_bytes(bytes) {
+                    encode_error(
+                        out,
+                        response_tag,
+                        id,
+                        Status::SlowDown,
+                        format_args!("{message}"),
+                    );
+                    return Ok(());
+                }
             }
             let result = append(session, records, stream, out, trace).await?;
             match result {

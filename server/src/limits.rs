@@ -71,6 +71,24 @@ pub(crate) struct TenantLimiter {
 }
 
 impl TenantLimiter {
+    /// Takes `pages` GetPage tokens, or says why not (the answer is `SlowDown`).
+    pub(crate) fn admit_pages(&self, pages: u64) -> Result<(), String> {
+        let bucket = &self.get_pages;
+        if bucket.take(pages) {
+            return Ok(());
+        }
+        Err(format!("tenant over its GetPage limit of {} pages/s; retry later", bucket.rate()))
+    }
+
+    /// Takes `bytes` WAL tokens, or says why not (the answer is `SlowDown`).
+    pub(crate) fn admit_wal_bytes(&self, bytes: u64) -> Result<(), String> {
+        let bucket = &self.wal_bytes;
+        if bucket.take(bytes) {
+            return Ok(());
+        }
+        Err(format!("tenant over its WAL limit of {} bytes/s; retry later", bucket.rate()))
+    }
+
     pub(crate) fn for_tenant(config: &Config, tenant: TenantId) -> Self {
         let limits = &config.limits;
         let own: TenantLimits = limits.of(&tenant.to_string());
