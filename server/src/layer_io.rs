@@ -13,7 +13,6 @@ use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
 use cache::layer::{
     decode_header, decode_index, verify_payload, IndexEntry, LayerIndex, LayerKind, HEADER_SIZE,
 };
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,8 +29,6 @@ pub(crate) struct LayerFile {
     path: PathBuf,
     file: DmaFile,
     pub(crate) index: LayerIndex,
-    /// Set once garbage collection has unlinked the file; readers holding it may finish.
-    pub(crate) removed: Cell<bool>,
 }
 
 /// What went wrong reading a layer.
@@ -104,7 +101,7 @@ pub(crate) async fn open_layer(path: &Path) -> Result<LayerFile, LayerReadError>
         .await
         .map_err(|e| io_error(&e))?;
     let index = decode_index(header, &index_bytes).map_err(|e| corrupt(&e))?;
-    Ok(LayerFile { name, path: path.to_path_buf(), file, index, removed: Cell::new(false) })
+    Ok(LayerFile { name, path: path.to_path_buf(), file, index })
 }
 
 /// I/O budget for background writes: at most `bytes_per_sec`, measured from the start of one

@@ -153,23 +153,32 @@ async fn flush(timeline: &Rc<Timeline>) -> Result<bool, String> {
     }
     let (bytes, _) = writer.finish();
     let name = format!("{:016X}-{:016X}.delta", start.0, end.0);
-    let layer = write_layer(&timeline.dir.join("layers"), &name, &bytes, budget(timeline))
-        .await
-        .map_err(|e| format!("flushing {name}: {e:?}"))?;
-    {
-        let mut layers = timeline.layers.borrow_mut();
-        layers.push(Rc::new(layer));
-        sort_layers(&mut layers);
-    }
+    store_layer(timeline, &name, &bytes, false).await.map_err(|e| format!("flushing {e}"))?;
     *timeline.frozen.borrow_mut() = None;
     timeline.disk_consistent.set(end);
     timeline.counters.flushes.set(timeline.counters.flushes.get() + 1);
-    crate::metrics::layer_written(false, bytes.len());
     timeline.nudge_wal();
     tracing::info!(tenant = %timeline.tenant_id, timeline = %timeline.timeline_id, layer = %name,
         bytes = bytes.len(), versions = frozen.stats().versions,
         elapsed_ms = started.elapsed().as_millis() as u64, "in-memory layer flushed");
     Ok(true)
+}
+
+/// Writes layer file `name` durably under the background budget and adds it to the layer map.
+async fn store_layer(
+    timeline: &Timeline,
+    name: &str,
+    bytes: &[u8],
+    image: bool,
+) -> Result<(), String> {
+    let layer = write_layer(&timeline.dir.join("layers"), name, bytes, budget(timeline))
+        .await
+        .map_err(|e| format!("{name}: {e:?}"))?;
+    crate::metrics::layer_written(image, bytes.len());
+    let mut layers = timeline.layers.borrow_mut();
+    layers.push(Rc::new(layer));
+    sort_layers(&mut layers);
+    Ok(())
 }
 
 fn newest_image_lsn(timeline: &Timeline) -> Lsn {
@@ -208,7 +217,10 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
     let mut pages: Vec<Box<[u8; PAGE_SIZE]>> =
         (0..REBUILD_IN_FLIGHT).map(|_| Box::new([0u8; PAGE_SIZE])).collect();
     let mut files = 0;
-    for (chunk_index, chunk) in keys.chunks(max_pages).enumerate() {
+    // Relations but no pages: the set is one file holding the relation snapshot alone.
+    let chunks: Vec<&[PageKey]> =
+        if keys.is_empty() { vec![&[]] } else { keys.chunks(max_pages).collect() };
+    for (chunk_index, chunk) in chunks.into_iter().enumerate() {
         let mut writer =
             LayerWriter::new(LayerKind::Image, timeline.tenant_id, timeline.timeline_id, at, at);
         // Truncated or dropped by then: no page to keep.
@@ -243,30 +255,7 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
         }
         let (bytes, _) = writer.finish();
         let name = format!("{:016X}-{:06}.image", at.0, chunk_index);
-        let layer = write_layer(&timeline.dir.join("layers"), &name, &bytes, budget(timeline))
-            .await
-            .map_err(|e| format!("writing {name}: {e:?}"))?;
-        crate::metrics::layer_written(true, bytes.len());
-        let mut layers = timeline.layers.borrow_mut();
-        layers.push(Rc::new(layer));
-        sort_layers(&mut layers);
-        files += 1;
-    }
-    if keys.is_empty() {
-        // Relations but no pages: the set is the relation snapshot alone.
-        let mut writer =
-            LayerWriter::new(LayerKind::Image, timeline.tenant_id, timeline.timeline_id, at, at);
-        for event in timeline.rels.borrow().snapshot_at(at) {
-            writer.add_rel_event(event);
-        }
-        let name = format!("{:016X}-{:06}.image", at.0, 0);
-        let layer =
-            write_layer(&timeline.dir.join("layers"), &name, &writer.finish().0, budget(timeline))
-                .await
-                .map_err(|e| format!("writing {name}: {e:?}"))?;
-        let mut layers = timeline.layers.borrow_mut();
-        layers.push(Rc::new(layer));
-        sort_layers(&mut layers);
+        store_layer(timeline, &name, &bytes, true).await.map_err(|e| format!("writing {e}"))?;
         files += 1;
     }
     timeline.meta.borrow_mut().image_lsns.push(at.0);
@@ -355,17 +344,10 @@ async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
     }
     let (file, _) = writer.finish();
     let name = format!("{:016X}-{:016X}.delta", start.0, end.0);
-    let merged = write_layer(&timeline.dir.join("layers"), &name, &file, budget(timeline))
-        .await
-        .map_err(|e| format!("writing merged {name}: {e:?}"))?;
-    {
-        let mut layers = timeline.layers.borrow_mut();
-        layers.retain(|l| !run.iter().any(|r| Rc::ptr_eq(r, l)));
-        layers.push(Rc::new(merged));
-        sort_layers(&mut layers);
-    }
+    store_layer(timeline, &name, &file, false).await.map_err(|e| format!("writing merged {e}"))?;
+    // No await since the merged file joined the map: readers never see both it and its inputs.
+    timeline.layers.borrow_mut().retain(|l| !run.iter().any(|r| Rc::ptr_eq(r, l)));
     for layer in &run {
-        layer.removed.set(true);
         std::fs::remove_file(layer.path())
             .map_err(|e| format!("deleting merged input {}: {e}", layer.name))?;
     }
@@ -455,7 +437,6 @@ async fn gc(timeline: &Rc<Timeline>) -> Result<usize, String> {
         gone
     };
     for layer in &removed {
-        layer.removed.set(true);
         std::fs::remove_file(layer.path())
             .map_err(|e| format!("deleting layer {}: {e}", layer.name))?;
     }
