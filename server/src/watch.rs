@@ -65,19 +65,12 @@ impl LsnWatch {
     /// Waits until the value reaches `target`. The number of parked wakers is bounded by the
     /// number of distinct waiting tasks (one request per connection at a time).
     pub(crate) async fn wait_for(&self, target: Lsn) -> Result<Lsn, String> {
-        poll_fn(|cx| {
+        self.wait_with(|| {
             if let Some(why) = self.failure.borrow().as_ref() {
-                return Poll::Ready(Err(why.clone()));
+                return Some(Err(why.clone()));
             }
             let value = self.value.get();
-            if value >= target {
-                return Poll::Ready(Ok(value));
-            }
-            let mut wakers = self.wakers.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-            Poll::Pending
+            (value >= target).then_some(Ok(value))
         })
         .await
     }
