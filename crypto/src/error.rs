@@ -41,7 +41,7 @@ pub enum Error {
     #[error("wrapped key format version {version} is not supported (this build reads 1..=1)")]
     UnsupportedVersion { version: u8 },
     /// A customer key of the wrong length was offered.
-    #[error("a customer key must be 32 bytes, got {len_bytes}")]
+    #[error("a key must be 32 bytes, got {len_bytes}")]
     KeyLength { len_bytes: usize },
     /// The operating system's random source failed; no key was made.
     #[error("operating system random source failed")]

@@ -109,6 +109,24 @@ impl Kek {
         Ok(Kek { key: KeyBytes::random()?, id })
     }
 
+    /// A Kek of generation `id` from bytes an external key service unwrapped (exactly 32).
+    /// The caller should erase its own copy (e.g. hold it in `zeroize::Zeroizing`).
+    pub fn from_bytes(id: KeyId, bytes: &[u8]) -> Result<Kek, Error> {
+        if bytes.len() != KEY_SIZE_BYTES {
+            return Err(Error::KeyLength { len_bytes: bytes.len() });
+        }
+        let mut key = KeyBytes::from_array([0; KEY_SIZE_BYTES]);
+        key.copy_from(bytes);
+        Ok(Kek { key, id })
+    }
+
+    /// The key bytes, for handing to an external key service that wraps them with a customer
+    /// master key it never discloses (the server's `command` provider). Nothing else may read
+    /// them; the name is meant to stand out in review.
+    pub fn expose_secret_for_wrapping(&self) -> &[u8; KEY_SIZE_BYTES] {
+        self.key.as_array()
+    }
+
     /// This Kek's generation.
     pub fn id(&self) -> KeyId {
         self.id

@@ -46,6 +46,14 @@ use wal::{Lsn, TenantId, TimelineId};
 pub(crate) enum AdminCommand {
     CreateTenant {
         tenant_id: TenantId,
+        /// Key provider and CMK name; `None`: the configured defaults.
+        key_provider: Option<String>,
+        cmk: Option<String>,
+    },
+    /// `rotate-kek`, `rotate-cmk`, `revoke`, `restore` of a tenant's keys.
+    Keys {
+        tenant_id: TenantId,
+        op: KeyOp,
     },
     CreateTimeline {
         tenant_id: TenantId,
@@ -63,6 +71,15 @@ pub(crate) enum AdminCommand {
     GetTenant {
         tenant_id: TenantId,
     },
+}
+
+/// Key management operations of the admin API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyOp {
+    RotateKek,
+    RotateCmk,
+    Revoke,
+    Restore,
 }
 
 /// A core's answer.
@@ -84,6 +101,28 @@ pub struct TenantInfo {
     pub tenant_id: TenantId,
     pub core: usize,
     pub timelines: Vec<TimelineInfo>,
+    /// Encryption state of the tenant's keys (never key material).
+    #[serde(default)]
+    pub keys: KeyInfo,
+}
+
+/// A tenant's keys as the admin API shows them: names and generations, never key bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Whether the tenant's files are encrypted (it has a key manifest).
+    pub encrypted: bool,
+    /// Provider holding the tenant's CMK.
+    pub provider: Option<String>,
+    /// CMK name at the provider.
+    pub cmk: Option<String>,
+    /// Current KEK generation.
+    pub kek_generation: Option<u32>,
+    /// Data keys (files) in the manifest.
+    pub data_keys: usize,
+    /// Whether the tenant can be served (keys unwrapped).
+    pub available: bool,
+    /// Why not, when it cannot.
+    pub unavailable_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -388,6 +427,10 @@ fn error_json(message: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     tenant_id: Option<String>,
+    /// Key provider for the tenant's CMK (a name in `[encryption.providers]`, or "none").
+    key_provider: Option<String>,
+    /// CMK name at that provider.
+    cmk: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -436,7 +479,31 @@ fn route(state: &AdminState, method: &tiny_http::Method, url: &str, body: &str) 
                 Err(e) => return (400, error_json(&e)),
             };
             let core = state.config.owner_core(tenant_id);
-            created(state.ask(core, AdminCommand::CreateTenant { tenant_id }))
+            let (key_provider, cmk) = (request.key_provider, request.cmk);
+            created(state.ask(core, AdminCommand::CreateTenant { tenant_id, key_provider, cmk }))
+        }
+        (Get | Post, ["v1", "tenants", tenant, "keys", action @ ..]) => {
+            let tenant_id = match tenant.parse::<TenantId>() {
+                Ok(id) => id,
+                Err(e) => return (400, error_json(&e.to_string())),
+            };
+            let core = state.config.owner_core(tenant_id);
+            let op = match (method, action) {
+                (Get, []) => {
+                    return match state.ask(core, AdminCommand::GetTenant { tenant_id }) {
+                        AdminReply::Tenant(info) => {
+                            (200, serde_json::to_string(&info.keys).unwrap_or_default())
+                        }
+                        other => reply(other),
+                    }
+                }
+                (Post, ["rotate-kek"]) => KeyOp::RotateKek,
+                (Post, ["rotate-cmk"]) => KeyOp::RotateCmk,
+                (Post, ["revoke"]) => KeyOp::Revoke,
+                (Post, ["restore"]) => KeyOp::Restore,
+                _ => return (404, error_json(&format!("no key route {method} {url}"))),
+            };
+            reply(state.ask(core, AdminCommand::Keys { tenant_id, op }))
         }
         (Get, ["v1", "tenants", tenant]) => match tenant.parse::<TenantId>() {
             Ok(tenant_id) => reply(

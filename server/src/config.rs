@@ -50,6 +50,61 @@ pub struct Config {
     /// Explicit tenant placement: tenant id (hex) → core index. Others: stable hash.
     pub placement: BTreeMap<String, usize>,
     pub auth: AuthConfig,
+    pub encryption: EncryptionConfig,
+}
+
+/// Encryption at rest with customer-managed keys (`server::keys`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Provider (a name in `providers`) that holds the CMK of tenants created from now on, or
+    /// `"none"`: new tenants are plaintext. Existing tenants keep what they were created with.
+    pub provider: String,
+    /// CMK name new tenants use at their provider (overridable per tenant at creation).
+    pub cmk: String,
+    /// How often each encrypted tenant's KEK is unwrapped again by its provider, to notice a
+    /// CMK revoked at the provider (the tenant then becomes `KeyUnavailable` until it unwraps
+    /// again). 0 = never.
+    pub check_interval_ms: u64,
+    /// Key providers by name.
+    pub providers: BTreeMap<String, KeyProviderConfig>,
+}
+
+/// A key provider that holds customer master keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum KeyProviderConfig {
+    /// A local keyring file (TOML, `[[keys]] name, version, key = 64 hex digits`). An empty
+    /// path is the development keyring `<data_dir>/dev-keyring.toml`, created on first start.
+    File {
+        #[serde(default)]
+        path: PathBuf,
+    },
+    /// An external program: `command... wrap <cmk>` reads a KEK in hex on stdin and prints the
+    /// wrapped blob in hex; `command... unwrap <cmk>` does the reverse. Non-zero exit = refusal.
+    Command {
+        command: Vec<String>,
+        #[serde(default = "default_command_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_command_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        EncryptionConfig {
+            provider: "dev".to_string(),
+            cmk: "default".to_string(),
+            check_interval_ms: 1_000,
+            providers: BTreeMap::from([(
+                "dev".to_string(),
+                KeyProviderConfig::File { path: PathBuf::new() },
+            )]),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -83,6 +138,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             placement: BTreeMap::new(),
             auth: AuthConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }
@@ -308,8 +364,35 @@ impl Config {
                 return Err(ConfigError::Invalid { key: "placement", why });
             }
         }
+        self.check_encryption()?;
         self.load_secrets()?;
         Ok(self)
+    }
+
+    /// The embedded `dev` provider is always there; the selected provider must exist.
+    fn check_encryption(&mut self) -> Result<(), ConfigError> {
+        let encryption = &mut self.encryption;
+        encryption
+            .providers
+            .entry("dev".to_string())
+            .or_insert(KeyProviderConfig::File { path: PathBuf::new() });
+        if encryption.provider != "none" && !encryption.providers.contains_key(&encryption.provider)
+        {
+            let why = format!(
+                "{:?} is neither \"none\" nor a provider in [encryption.providers]",
+                encryption.provider
+            );
+            return Err(ConfigError::Invalid { key: "encryption.provider", why });
+        }
+        for (name, provider) in &encryption.providers {
+            if let KeyProviderConfig::Command { command, .. } = provider {
+                if command.is_empty() {
+                    let why = format!("provider {name}: command is empty");
+                    return Err(ConfigError::Invalid { key: "encryption.providers", why });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the `[auth]` secret files; a configured file that is unreadable or too short

@@ -232,6 +232,9 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
         tracing::info!(tenant = %tenant_id, ?role, %refusal, "Hello refused: unauthorized");
         return reject(out, Status::Unauthorized, refusal.to_string());
     }
+    if let Some(why) = core.tenant_keys_unavailable(tenant_id) {
+        return reject(out, Status::KeyUnavailable, why);
+    }
     let Some(timeline) = core.timeline(tenant_id, timeline_id) else {
         return reject(
             out,
@@ -447,6 +450,14 @@ async fn dispatch(
         Request::RelSize { .. } => RequestKind::RelSize,
         Request::AppendWal { .. } => RequestKind::AppendWal,
     };
+    if !matches!(request, Request::Ping) {
+        // Revocation takes effect on connections already open: nothing is read or written
+        // for the tenant until its keys are restored.
+        if let Some(why) = session.timeline.keys_unavailable() {
+            encode_error(out, response_tag, id, Status::KeyUnavailable, format_args!("{why}"));
+            return Ok(());
+        }
+    }
     match request {
         Request::Ping => {
             let start = begin_ok(out, response_tag, id);
@@ -664,6 +675,7 @@ fn read_refusal(error: ReadError) -> Refusal {
     match error {
         ReadError::NotFound(why) => (Status::NotFound, why),
         ReadError::TooOld(why) => (Status::LsnTooOld, why),
+        ReadError::KeyUnavailable(why) => (Status::KeyUnavailable, why),
         ReadError::Corrupt(why) => {
             tracing::error!(%why, "corrupt data refused");
             (Status::Corrupt, why)

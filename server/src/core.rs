@@ -8,8 +8,9 @@
 //! Shutdown ([`Drain`]): once started, every connection finishes the requests it has already
 //! read, writes their responses and closes; a connection idling in `read` is woken for it.
 
-use crate::admin::{AdminCommand, AdminReply, TenantInfo, TimelineInfo};
+use crate::admin::{AdminCommand, AdminReply, KeyOp, TenantInfo, TimelineInfo};
 use crate::config::Config;
+use crate::keys::{plaintext_status, KeyError, TenantKeys};
 use crate::limits::TenantLimiter;
 use crate::metrics::{self, CoreSnapshot, TenantCounters, TenantSnapshot};
 use crate::runtime::{blocking, sync_dir_blocking, write_file_durably};
@@ -102,7 +103,10 @@ impl Drain {
 }
 
 struct LocalTenant {
+    /// Empty while the tenant's keys are unavailable (its timelines are not loaded).
     timelines: BTreeMap<TimelineId, Rc<Timeline>>,
+    /// `None`: a plaintext tenant.
+    keys: Option<Rc<TenantKeys>>,
 }
 
 fn tenant_dir(config: &Config, tenant: TenantId) -> PathBuf {
@@ -194,10 +198,153 @@ impl LocalCore {
             if self.config.owner_core(tenant_id) != self.id {
                 continue;
             }
-            let timelines = self.load_timelines(tenant_id, &entry.path().join("timelines")).await?;
-            self.tenants.borrow_mut().insert(tenant_id, LocalTenant { timelines });
+            let keys = TenantKeys::load(&self.config, tenant_id, &entry.path())
+                .await
+                .map_err(std::io::Error::other)?;
+            let timelines = match &keys {
+                Some(keys) if !keys.available() => BTreeMap::new(),
+                _ => self.load_tenant_timelines(tenant_id, keys.as_ref()).await?,
+            };
+            self.tenants.borrow_mut().insert(tenant_id, LocalTenant { timelines, keys });
         }
         Ok(())
+    }
+
+    /// Opens a tenant's timelines, then drops data keys no file uses any more.
+    async fn load_tenant_timelines(
+        &self,
+        tenant_id: TenantId,
+        keys: Option<&Rc<TenantKeys>>,
+    ) -> std::io::Result<BTreeMap<TimelineId, Rc<Timeline>>> {
+        let dir = tenant_dir(&self.config, tenant_id).join("timelines");
+        let timelines = self.load_timelines(tenant_id, &dir, keys).await?;
+        if let Some(keys) = keys {
+            if timelines.values().all(|t| t.broken().is_none()) {
+                match keys.prune_unused().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(tenant = %tenant_id, pruned = n,
+                        "dropped data keys of files that no longer exist"),
+                    Err(error) => tracing::warn!(tenant = %tenant_id, %error, "pruning data keys"),
+                }
+            }
+        }
+        Ok(timelines)
+    }
+
+    /// Whether `tenant` exists here with its keys unavailable; then why.
+    pub(crate) fn tenant_keys_unavailable(&self, tenant: TenantId) -> Option<String> {
+        self.tenants.borrow().get(&tenant)?.keys.as_ref()?.unavailable_reason()
+    }
+
+    /// Zeroizes a tenant's keys and unloads it: cache purged, timelines stopped (their WAL
+    /// writers and sealers dropped), requests answered `KeyUnavailable` from now on.
+    async fn revoke_tenant(
+        &self,
+        tenant_id: TenantId,
+        why: KeyError,
+        persist: bool,
+    ) -> Result<(), String> {
+        let Some(keys) = self.tenants.borrow().get(&tenant_id).and_then(|t| t.keys.clone()) else {
+            return Err(format!("tenant {tenant_id} is not encrypted: it has no keys to revoke"));
+        };
+        let revoked = keys.revoke(why.clone(), persist).await;
+        if let Some(cache) = &self.cache {
+            cache.borrow_mut().purge_tenant(tenant_id);
+        }
+        let timelines = match self.tenants.borrow_mut().get_mut(&tenant_id) {
+            Some(tenant) => std::mem::take(&mut tenant.timelines),
+            None => BTreeMap::new(),
+        };
+        for timeline in timelines.values() {
+            timeline.shutdown().await;
+        }
+        drop(timelines);
+        tracing::warn!(tenant = %tenant_id, reason = %why, "tenant keys revoked: zeroized and unloaded");
+        revoked.map_err(|e| e.to_string())
+    }
+
+    /// Activates a tenant's keys again and loads its timelines.
+    async fn restore_tenant(&self, tenant_id: TenantId, admin: bool) -> Result<(), String> {
+        let Some(keys) = self.tenants.borrow().get(&tenant_id).and_then(|t| t.keys.clone()) else {
+            return Err(format!("tenant {tenant_id} is not encrypted"));
+        };
+        if keys.available() {
+            return Ok(());
+        }
+        if admin { keys.restore().await } else { keys.activate().await }
+            .map_err(|e| e.to_string())?;
+        let timelines = self
+            .load_tenant_timelines(tenant_id, Some(&keys))
+            .await
+            .map_err(|e| format!("loading tenant {tenant_id}: {e}"))?;
+        if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
+            tenant.timelines = timelines;
+        }
+        tracing::info!(tenant = %tenant_id, "tenant keys restored: tenant loaded");
+        Ok(())
+    }
+
+    /// Every `check_interval_ms`: asks each encrypted tenant's provider to unwrap its KEK again.
+    /// A refusal revokes the tenant (not persisted); a tenant refused earlier comes back as
+    /// soon as its provider unwraps again. An admin revocation waits for an admin restore.
+    pub(crate) async fn check_keys_forever(self: Rc<Self>) {
+        let interval = self.config.encryption.check_interval_ms;
+        if interval == 0 {
+            return;
+        }
+        loop {
+            glommio::timer::sleep(std::time::Duration::from_millis(interval)).await;
+            if self.drain.started() {
+                return;
+            }
+            let tenants: Vec<(TenantId, Rc<TenantKeys>)> = self
+                .tenants
+                .borrow()
+                .iter()
+                .filter_map(|(id, t)| Some((*id, t.keys.clone()?)))
+                .collect();
+            for (tenant_id, keys) in tenants {
+                if keys.available() {
+                    if let Err(error) = keys.check_provider().await {
+                        tracing::warn!(tenant = %tenant_id, %error, "key provider refuses the tenant's key");
+                        if let Err(e) = self.revoke_tenant(tenant_id, error, false).await {
+                            tracing::warn!(tenant = %tenant_id, error = %e, "revoking");
+                        }
+                    }
+                } else if !keys.revoked_by_admin() {
+                    if let Err(error) = self.restore_tenant(tenant_id, false).await {
+                        tracing::debug!(tenant = %tenant_id, %error, "tenant keys still unavailable");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn key_op(&self, tenant_id: TenantId, op: KeyOp) -> AdminReply {
+        let keys = match self.tenants.borrow().get(&tenant_id) {
+            None => return AdminReply::NotFound(format!("tenant {tenant_id} not found")),
+            Some(t) => t.keys.clone(),
+        };
+        let Some(keys) = keys else {
+            return AdminReply::BadRequest(format!(
+                "tenant {tenant_id} is not encrypted (created with encryption.provider = \"none\")"
+            ));
+        };
+        let done = match op {
+            KeyOp::RotateKek => keys.rotate_kek().await.map(drop).map_err(|e| e.to_string()),
+            KeyOp::RotateCmk => keys.rotate_cmk().await.map(drop).map_err(|e| e.to_string()),
+            KeyOp::Revoke => {
+                self.revoke_tenant(tenant_id, KeyError::Revoked(tenant_id), true).await
+            }
+            KeyOp::Restore => self.restore_tenant(tenant_id, true).await,
+        };
+        match done {
+            Ok(()) => match self.tenant_infos(Some(tenant_id)).pop() {
+                Some(info) => AdminReply::Tenant(info),
+                None => AdminReply::NotFound(format!("tenant {tenant_id} not found")),
+            },
+            Err(why) => AdminReply::Failed(why),
+        }
     }
 
     /// Loads a tenant's timelines, parents before their branches.
@@ -205,6 +352,7 @@ impl LocalCore {
         &self,
         tenant_id: TenantId,
         dir: &Path,
+        keys: Option<&Rc<TenantKeys>>,
     ) -> std::io::Result<BTreeMap<TimelineId, Rc<Timeline>>> {
         let mut metas = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
@@ -236,7 +384,8 @@ impl LocalCore {
                         }
                     }
                 };
-                let timeline = self.open_timeline(tenant_id, *timeline_id, ancestor).await?;
+                let timeline =
+                    self.open_timeline(tenant_id, *timeline_id, ancestor, keys.cloned()).await?;
                 loaded.insert(*timeline_id, timeline);
             }
             if loaded.len() == before {
@@ -253,6 +402,7 @@ impl LocalCore {
         tenant_id: TenantId,
         timeline_id: TimelineId,
         ancestor: Option<(Rc<Timeline>, Lsn)>,
+        keys: Option<Rc<TenantKeys>>,
     ) -> std::io::Result<Rc<Timeline>> {
         if let Some((parent, at)) = &ancestor {
             parent.children.borrow_mut().push((timeline_id, *at));
@@ -264,6 +414,7 @@ impl LocalCore {
             ancestor,
             self.background,
             self.cache.clone(),
+            keys,
         )
         .await
     }
@@ -280,7 +431,10 @@ impl LocalCore {
     /// Executes one admin command addressed to this core.
     pub(crate) async fn admin(&self, command: AdminCommand) -> AdminReply {
         match command {
-            AdminCommand::CreateTenant { tenant_id } => self.create_tenant(tenant_id).await,
+            AdminCommand::CreateTenant { tenant_id, key_provider, cmk } => {
+                self.create_tenant(tenant_id, key_provider, cmk).await
+            }
+            AdminCommand::Keys { tenant_id, op } => self.key_op(tenant_id, op).await,
             AdminCommand::CreateTimeline { tenant_id, timeline_id, ancestor } => {
                 self.create_timeline(tenant_id, timeline_id, ancestor).await
             }
@@ -305,13 +459,41 @@ impl LocalCore {
         }
     }
 
-    async fn create_tenant(&self, tenant_id: TenantId) -> AdminReply {
+    async fn create_tenant(
+        &self,
+        tenant_id: TenantId,
+        key_provider: Option<String>,
+        cmk: Option<String>,
+    ) -> AdminReply {
         if self.tenants.borrow().contains_key(&tenant_id) {
             return AdminReply::Conflict(format!("tenant {tenant_id} already exists"));
         }
+        let encryption = &self.config.encryption;
+        let provider = key_provider.unwrap_or_else(|| encryption.provider.clone());
+        let cmk = cmk.unwrap_or_else(|| encryption.cmk.clone());
+        if provider != "none" && !encryption.providers.contains_key(&provider) {
+            return AdminReply::BadRequest(format!("no key provider {provider:?} is configured"));
+        }
         let dir = tenant_dir(&self.config, tenant_id);
+        let made = dir.clone();
+        if let Err(error) = blocking(move || std::fs::create_dir_all(made.join("timelines"))).await
+        {
+            return AdminReply::Failed(format!("creating tenant {tenant_id}: {error}"));
+        }
+        // The key manifest before tenant.json: a tenant that exists has its keys.
+        let keys = if provider == "none" {
+            None
+        } else {
+            match TenantKeys::create(&self.config, tenant_id, &dir, &provider, &cmk).await {
+                Ok(keys) => Some(keys),
+                Err(error) => {
+                    let doomed = dir.clone();
+                    let _ = blocking(move || std::fs::remove_dir_all(doomed)).await;
+                    return AdminReply::Failed(format!("creating tenant {tenant_id}: {error}"));
+                }
+            }
+        };
         let created = blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir.join("timelines"))?;
             write_file_durably(&dir.join("tenant.json"), b"{}")?;
             sync_dir_blocking(dir.parent().unwrap_or(&dir))
         })
@@ -319,9 +501,17 @@ impl LocalCore {
         if let Err(error) = created {
             return AdminReply::Failed(format!("creating tenant {tenant_id}: {error}"));
         }
-        tracing::info!(tenant = %tenant_id, core = self.id, "tenant created");
-        self.tenants.borrow_mut().insert(tenant_id, LocalTenant { timelines: BTreeMap::new() });
-        AdminReply::Tenant(TenantInfo { tenant_id, core: self.id, timelines: Vec::new() })
+        tracing::info!(tenant = %tenant_id, core = self.id, encrypted = keys.is_some(), "tenant created");
+        let info_keys = keys.as_ref().map_or_else(plaintext_status, |k| k.status());
+        self.tenants
+            .borrow_mut()
+            .insert(tenant_id, LocalTenant { timelines: BTreeMap::new(), keys });
+        AdminReply::Tenant(TenantInfo {
+            tenant_id,
+            core: self.id,
+            timelines: Vec::new(),
+            keys: info_keys,
+        })
     }
 
     async fn create_timeline(
@@ -330,6 +520,10 @@ impl LocalCore {
         timeline_id: TimelineId,
         ancestor: Option<(TimelineId, Option<Lsn>)>,
     ) -> AdminReply {
+        if let Some(why) = self.tenant_keys_unavailable(tenant_id) {
+            return AdminReply::Failed(format!("tenant {tenant_id}: {why}"));
+        }
+        let keys = self.tenants.borrow().get(&tenant_id).and_then(|t| t.keys.clone());
         let parent = match self.tenants.borrow().get(&tenant_id) {
             None => return AdminReply::NotFound(format!("tenant {tenant_id} not found")),
             Some(t) if t.timelines.contains_key(&timeline_id) => {
@@ -372,7 +566,7 @@ impl LocalCore {
         if let Err(error) = blocking(move || Timeline::create_dirs(&dir, &meta)).await {
             return AdminReply::Failed(format!("creating timeline {timeline_id}: {error}"));
         }
-        let timeline = match self.open_timeline(tenant_id, timeline_id, ancestor).await {
+        let timeline = match self.open_timeline(tenant_id, timeline_id, ancestor, keys).await {
             Ok(timeline) => timeline,
             Err(error) => {
                 return AdminReply::Failed(format!("opening timeline {timeline_id}: {error}"))
@@ -397,6 +591,7 @@ impl LocalCore {
                 tenant_id: *id,
                 core: self.id,
                 timelines: tenant.timelines.values().map(|t| timeline_info(t)).collect(),
+                keys: tenant.keys.as_ref().map_or_else(plaintext_status, |k| k.status()),
             })
             .collect()
     }

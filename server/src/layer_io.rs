@@ -9,14 +9,17 @@
 //! Reads go through io_uring with O_DIRECT into aligned buffers (never the page cache); every
 //! payload is checked against the checksum in the in-memory index before it is used.
 
+use crate::keys::TenantKeys;
 use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
 use cache::layer::{
     decode_header, decode_index, verify_payload, IndexEntry, LayerIndex, LayerKind, HEADER_SIZE,
 };
 use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,8 @@ pub(crate) struct LayerFile {
     path: PathBuf,
     file: DmaFile,
     pub(crate) index: LayerIndex,
+    /// The tenant's keys when the file is encrypted (`index.header.file_id` names its DEK).
+    keys: Option<Rc<TenantKeys>>,
 }
 
 /// What went wrong reading a layer.
@@ -36,6 +41,8 @@ pub(crate) struct LayerFile {
 pub(crate) enum LayerReadError {
     Corrupt(String),
     Io(String),
+    /// The file is encrypted and its key is not available (revoked, provider refused).
+    KeyUnavailable(String),
 }
 
 impl LayerFile {
@@ -61,26 +68,50 @@ impl LayerFile {
         Ok(read.to_vec())
     }
 
-    /// The verified payload of `entry` inside `span`, which was read from `span_start`.
-    pub(crate) fn payload_in<'a>(
+    /// Verifies (and, in an encrypted file, decrypts in place) the payload of `entry` inside
+    /// `span`, which was read from `span_start`; returns where it lies in `span`.
+    pub(crate) fn payload_in(
         &self,
         entry: &IndexEntry,
         span_start: u64,
-        span: &'a [u8],
-    ) -> Result<&'a [u8], LayerReadError> {
+        span: &mut [u8],
+    ) -> Result<Range<usize>, LayerReadError> {
         let from = entry.offset.checked_sub(span_start).map(|o| o as usize);
-        let payload =
-            from.and_then(|from| span.get(from..from + entry.len as usize)).ok_or_else(|| {
-                LayerReadError::Corrupt(format!("layer {}: payload outside its read", self.name))
-            })?;
-        verify_payload(entry, payload)
-            .map_err(|e| LayerReadError::Corrupt(format!("layer {}: {e}", self.name)))?;
-        Ok(payload)
+        let range = from.map(|from| from..from + entry.len as usize);
+        let payload = range.clone().and_then(|r| span.get_mut(r)).ok_or_else(|| {
+            LayerReadError::Corrupt(format!("layer {}: payload outside its read", self.name))
+        })?;
+        let corrupt = |e: cache::layer::LayerError| {
+            LayerReadError::Corrupt(format!("layer {}: {e}", self.name))
+        };
+        match (&self.keys, self.index.header.file_id) {
+            (Some(keys), Some(file_id)) => keys
+                .with_opener(file_id, |opener| verify_payload(entry, payload, Some(opener)))
+                .map_err(|e| LayerReadError::KeyUnavailable(e.to_string()))?
+                .map_err(corrupt)?,
+            (_, Some(_)) => {
+                return Err(LayerReadError::KeyUnavailable(format!(
+                    "layer {} is encrypted and its tenant has no keys",
+                    self.name
+                )))
+            }
+            (_, None) => verify_payload(entry, payload, None).map_err(corrupt)?,
+        }
+        Ok(range.expect("checked above"))
+    }
+
+    /// The id of the file's data key, when it is encrypted.
+    pub(crate) fn file_id(&self) -> Option<u128> {
+        self.index.header.file_id
     }
 }
 
-/// Opens a layer file: reads and verifies its header and index.
-pub(crate) async fn open_layer(path: &Path) -> Result<LayerFile, LayerReadError> {
+/// Opens a layer file: reads and verifies its header and index (decrypting the index of an
+/// encrypted file with the tenant's `keys`).
+pub(crate) async fn open_layer(
+    path: &Path,
+    keys: Option<&Rc<TenantKeys>>,
+) -> Result<LayerFile, LayerReadError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let io_error =
         |e: &dyn std::fmt::Display| LayerReadError::Io(format!("opening layer {name}: {e}"));
@@ -96,12 +127,26 @@ pub(crate) async fn open_layer(path: &Path) -> Result<LayerFile, LayerReadError>
     if index_end > size {
         return Err(corrupt(&"index runs past the end of the file"));
     }
-    let index_bytes = file
+    let mut index_bytes = file
         .read_at_aligned(header.index_offset, (index_end - header.index_offset) as usize)
         .await
-        .map_err(|e| io_error(&e))?;
-    let index = decode_index(header, &index_bytes).map_err(|e| corrupt(&e))?;
-    Ok(LayerFile { name, path: path.to_path_buf(), file, index })
+        .map_err(|e| io_error(&e))?
+        .to_vec();
+    let index = match (header.file_id, keys) {
+        (None, _) => decode_index(header, &mut index_bytes, None).map_err(|e| corrupt(&e))?,
+        (Some(file_id), Some(keys)) => {
+            keys.mark_used(file_id);
+            keys.with_opener(file_id, |opener| decode_index(header, &mut index_bytes, Some(opener)))
+                .map_err(|e| LayerReadError::KeyUnavailable(format!("layer {name}: {e}")))?
+                .map_err(|e| corrupt(&e))?
+        }
+        (Some(_), None) => {
+            let why = format!("layer {name} is encrypted and its tenant has no key manifest");
+            return Err(LayerReadError::KeyUnavailable(why));
+        }
+    };
+    let keys = header.file_id.and(keys.cloned());
+    Ok(LayerFile { name, path: path.to_path_buf(), file, index, keys })
 }
 
 /// I/O budget for background writes: at most `bytes_per_sec`, measured from the start of one
@@ -118,6 +163,7 @@ pub(crate) async fn write_layer(
     name: &str,
     bytes: &[u8],
     budget: WriteBudget,
+    keys: Option<&Rc<TenantKeys>>,
 ) -> Result<LayerFile, LayerReadError> {
     let io_error =
         |e: &dyn std::fmt::Display| LayerReadError::Io(format!("writing layer {name}: {e}"));
@@ -141,7 +187,7 @@ pub(crate) async fn write_layer(
     file.close().await.map_err(|e| io_error(&e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io_error(&e))?;
     sync_dir(dir).await.map_err(|e| io_error(&e))?;
-    open_layer(&path).await
+    open_layer(&path, keys).await
 }
 
 /// Layer file names in `dir`; removes leftover temporary files.

@@ -15,6 +15,7 @@ pub mod serve;
 mod admin;
 mod conn;
 mod core;
+mod keys;
 mod layer_io;
 mod limits;
 mod metrics;

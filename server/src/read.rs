@@ -25,6 +25,8 @@ pub(crate) enum ReadError {
     NotFound(String),
     TooOld(String),
     Corrupt(String),
+    /// The tenant's keys are revoked or its provider refuses.
+    KeyUnavailable(String),
     Internal(String),
 }
 
@@ -33,6 +35,7 @@ impl From<LayerReadError> for ReadError {
         match error {
             LayerReadError::Corrupt(why) => ReadError::Corrupt(why),
             LayerReadError::Io(why) => ReadError::Internal(why),
+            LayerReadError::KeyUnavailable(why) => ReadError::KeyUnavailable(why),
         }
     }
 }
@@ -131,8 +134,10 @@ pub(crate) async fn get_page(
     let disk_started = (!spans.is_empty()).then(Instant::now);
     let span_bytes = join_all(reads).await;
     let disk_wait = disk_started.map_or(Duration::ZERO, |started| started.elapsed());
-    let span_bytes: Vec<Vec<u8>> = span_bytes.into_iter().collect::<Result<_, _>>()?;
-    let mut disk_payloads: Vec<&[u8]> = Vec::new();
+    let mut span_bytes: Vec<Vec<u8>> = span_bytes.into_iter().collect::<Result<_, _>>()?;
+    // Each payload is verified (and, in an encrypted layer, decrypted) in place in the buffer
+    // its read landed in; a step's entry is unique within one lookup, so none is opened twice.
+    let mut located = Vec::with_capacity(steps.len());
     for step in &steps {
         if let Step::Disk(layer, entry) = step {
             let index = spans
@@ -141,9 +146,12 @@ pub(crate) async fn get_page(
                     Rc::ptr_eq(&s.layer, layer) && s.start <= entry.offset && entry.offset < s.end
                 })
                 .expect("every disk step lies in a span");
-            disk_payloads.push(layer.payload_in(entry, spans[index].start, &span_bytes[index])?);
+            let range = layer.payload_in(entry, spans[index].start, &mut span_bytes[index])?;
+            located.push((index, range));
         }
     }
+    let disk_payloads: Vec<&[u8]> =
+        located.into_iter().map(|(index, range)| &span_bytes[index][range]).collect();
     rebuild(&steps, base, &disk_payloads, out)?;
     if let (Some(cache), Some(valid_from)) = (&timeline.cache, newest) {
         // Decided after the last await: a record of this key ingested while the reads were in

@@ -49,6 +49,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config)?;
     refuse_if_port_served(config.listen)?;
+    crate::keys::ensure_dev_keyring(&config).context("creating the development keyring")?;
     let admin_server = Arc::new(
         tiny_http::Server::http(config.admin_listen)
             .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_listen))?,
@@ -140,6 +141,7 @@ async fn core_main(
     probe_dma(&config.data_dir, id).await.context("probing O_DIRECT support")?;
     let core = Rc::new(LocalCore::new(id, Rc::new((*config).clone())));
     core.load_tenants().await.context("loading tenants")?;
+    let key_checks = glommio::spawn_local(core.clone().check_keys_forever());
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     let (senders, receivers) =
@@ -155,6 +157,7 @@ async fn core_main(
     }
     serve_mailbox(&core, &mailbox).await;
     drop(acceptor);
+    drop(key_checks);
     // Keep answering admin commands (metrics, the dashboard) while the core winds down.
     let stop = stop_core(&core, handoffs);
     futures_lite::future::or(stop, async {

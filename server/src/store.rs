@@ -151,7 +151,7 @@ async fn flush(timeline: &Rc<Timeline>) -> Result<bool, String> {
     for event in timeline.rels.borrow().events_in(start, end) {
         writer.add_rel_event(event);
     }
-    let (bytes, _) = writer.finish();
+    let (bytes, _) = writer.finish(new_sealer(timeline).await?.as_mut());
     let name = format!("{:016X}-{:016X}.delta", start.0, end.0);
     store_layer(timeline, &name, &bytes, false).await.map_err(|e| format!("flushing {e}"))?;
     *timeline.frozen.borrow_mut() = None;
@@ -164,6 +164,24 @@ async fn flush(timeline: &Rc<Timeline>) -> Result<bool, String> {
     Ok(true)
 }
 
+/// A sealer for a new layer file of an encrypted tenant (its DEK durably in the key manifest
+/// first); `None` for a plaintext tenant. Fails while the tenant's keys are unavailable.
+async fn new_sealer(timeline: &Timeline) -> Result<Option<crypto::PageSealer>, String> {
+    match &timeline.keys {
+        None => Ok(None),
+        Some(keys) => keys.new_sealer().await.map(Some).map_err(|e| format!("layer key: {e}")),
+    }
+}
+
+/// Deletes a layer file and forgets its data key (dropped from the manifest's next write).
+fn remove_layer_file(timeline: &Timeline, layer: &LayerFile) -> std::io::Result<()> {
+    std::fs::remove_file(layer.path())?;
+    if let (Some(keys), Some(file_id)) = (&timeline.keys, layer.file_id()) {
+        keys.forget(file_id);
+    }
+    Ok(())
+}
+
 /// Writes layer file `name` durably under the background budget and adds it to the layer map.
 async fn store_layer(
     timeline: &Timeline,
@@ -171,7 +189,8 @@ async fn store_layer(
     bytes: &[u8],
     image: bool,
 ) -> Result<(), String> {
-    let layer = write_layer(&timeline.dir.join("layers"), name, bytes, budget(timeline))
+    let keys = timeline.keys.as_ref();
+    let layer = write_layer(&timeline.dir.join("layers"), name, bytes, budget(timeline), keys)
         .await
         .map_err(|e| format!("{name}: {e:?}"))?;
     crate::metrics::layer_written(image, bytes.len());
@@ -253,7 +272,7 @@ async fn create_images(timeline: &Rc<Timeline>) -> Result<Option<Lsn>, String> {
                 writer.add_rel_event(event);
             }
         }
-        let (bytes, _) = writer.finish();
+        let (bytes, _) = writer.finish(new_sealer(timeline).await?.as_mut());
         let name = format!("{:016X}-{:06}.image", at.0, chunk_index);
         store_layer(timeline, &name, &bytes, true).await.map_err(|e| format!("writing {e}"))?;
         files += 1;
@@ -307,7 +326,7 @@ async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
     }
     let started = Instant::now();
     let (start, end) = (run[0].index.header.lsn_start, run[run.len() - 1].index.header.lsn_end);
-    let mut data = Vec::with_capacity(run.len());
+    let mut data: Vec<Vec<u8>> = Vec::with_capacity(run.len());
     for layer in &run {
         let region = layer
             .read_span(cache::layer::HEADER_SIZE as u64, layer.index.header.index_offset)
@@ -324,9 +343,10 @@ async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
     let mut writer =
         LayerWriter::new(LayerKind::Delta, timeline.tenant_id, timeline.timeline_id, start, end);
     for (input, entry) in &entries {
-        let payload = run[*input]
-            .payload_in(entry, cache::layer::HEADER_SIZE as u64, &data[*input])
+        let range = run[*input]
+            .payload_in(entry, cache::layer::HEADER_SIZE as u64, &mut data[*input])
             .map_err(|e| format!("merging: {e:?}"))?;
+        let payload = &data[*input][range];
         if entry.is_image {
             let page: &[u8; PAGE_SIZE] =
                 payload.try_into().map_err(|_| "image payload is not a page".to_string())?;
@@ -342,13 +362,13 @@ async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
     for event in events {
         writer.add_rel_event(event);
     }
-    let (file, _) = writer.finish();
+    let (file, _) = writer.finish(new_sealer(timeline).await?.as_mut());
     let name = format!("{:016X}-{:016X}.delta", start.0, end.0);
     store_layer(timeline, &name, &file, false).await.map_err(|e| format!("writing merged {e}"))?;
     // No await since the merged file joined the map: readers never see both it and its inputs.
     timeline.layers.borrow_mut().retain(|l| !run.iter().any(|r| Rc::ptr_eq(r, l)));
     for layer in &run {
-        std::fs::remove_file(layer.path())
+        remove_layer_file(timeline, layer)
             .map_err(|e| format!("deleting merged input {}: {e}", layer.name))?;
     }
     sync_dir(&timeline.dir.join("layers"))
@@ -437,7 +457,7 @@ async fn gc(timeline: &Rc<Timeline>) -> Result<usize, String> {
         gone
     };
     for layer in &removed {
-        std::fs::remove_file(layer.path())
+        remove_layer_file(timeline, layer)
             .map_err(|e| format!("deleting layer {}: {e}", layer.name))?;
     }
     sync_dir(&timeline.dir.join("layers"))

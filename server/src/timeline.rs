@@ -16,9 +16,12 @@
 //! - Only the owner core touches any of this (`Rc`/`RefCell`, `!Send`).
 
 use crate::config::Config;
+use crate::keys::TenantKeys;
 use crate::layer_io::{list_layers, open_layer, LayerFile};
 use crate::runtime::{blocking, write_file_durably};
-use crate::wal_io::{list_segments, read_segment, segment_path, WalWriteError, WalWriter};
+use crate::wal_io::{
+    list_segments, read_segment, segment_path, SegmentOpener, WalWriteError, WalWriter,
+};
 use crate::watch::{Event, LsnWatch};
 use cache::layer::LayerKind;
 use cache::{BufferCache, CacheKey, InMemoryLayer, RelSizes};
@@ -30,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 use wal::recovery::{recover, SegmentImage};
+use wal::segment::SegmentHeader;
 use wal::{Lsn, Record, TenantId, TimelineId};
 
 /// Why an append was refused.
@@ -87,6 +91,8 @@ pub(crate) struct Timeline {
     pub(crate) config: Rc<Config>,
     /// The owner core's buffer cache (`None`: no cache configured).
     pub(crate) cache: Option<Rc<RefCell<BufferCache>>>,
+    /// The tenant's keys (`None`: a plaintext tenant).
+    pub(crate) keys: Option<Rc<TenantKeys>>,
     /// Set when recovery refused or a WAL write failed; the timeline then serves nothing.
     broken: RefCell<Option<String>>,
     pub(crate) open: RefCell<InMemoryLayer>,
@@ -159,6 +165,7 @@ impl Timeline {
         ancestor: Option<(Rc<Timeline>, Lsn)>,
         background: glommio::TaskQueueHandle,
         cache: Option<Rc<RefCell<BufferCache>>>,
+        keys: Option<Rc<TenantKeys>>,
     ) -> io::Result<Rc<Timeline>> {
         let started = Instant::now();
         let dir = timeline_dir(&config.data_dir, tenant_id, timeline_id);
@@ -172,6 +179,7 @@ impl Timeline {
             ancestor,
             config,
             cache,
+            keys,
             broken: RefCell::new(None),
             open: RefCell::new(InMemoryLayer::new(start_lsn)),
             open_since: Cell::new(None),
@@ -227,7 +235,8 @@ impl Timeline {
         let mut layers = Vec::with_capacity(paths.len());
         let mut events = Vec::new();
         for path in paths {
-            let layer = open_layer(&path).await.map_err(|e| format!("{e:?}"))?;
+            let layer =
+                open_layer(&path, self.keys.as_ref()).await.map_err(|e| format!("{e:?}"))?;
             let header = &layer.index.header;
             if header.tenant_id != self.tenant_id || header.timeline_id != self.timeline_id {
                 return Err(format!("layer {} belongs to another timeline", layer.name));
@@ -260,6 +269,9 @@ impl Timeline {
             tracing::info!(layer = %leftover.name, "removing a merged delta layer's leftover input");
             std::fs::remove_file(leftover.path())
                 .map_err(|e| format!("removing {}: {e}", leftover.name))?;
+            if let (Some(keys), Some(file_id)) = (&self.keys, leftover.file_id()) {
+                keys.forget(file_id);
+            }
         }
         events.clear();
         for layer in &layers {
@@ -286,14 +298,42 @@ impl Timeline {
                 .map_err(|e| format!("reading WAL segment {seq}: {e}"))?;
             images.push(bytes);
         }
+        // Encrypted segments: every key must be at hand before recovery decides anything, or a
+        // missing key would look like damage and recovery would cut acknowledged records.
+        let mut openers = Vec::with_capacity(seqs.len());
+        let mut segment_files = Vec::new();
+        for (seq, bytes) in seqs.iter().zip(&images) {
+            let file_id = SegmentHeader::decode(bytes).ok().and_then(|h| h.file_id);
+            openers.push(match (file_id, &self.keys) {
+                (None, _) => None,
+                (Some(file_id), Some(keys)) => {
+                    keys.mark_used(file_id);
+                    keys.with_opener(file_id, |_| ())
+                        .map_err(|e| format!("WAL segment {seq}: key unavailable: {e}"))?;
+                    segment_files.push((*seq, file_id));
+                    Some(SegmentOpener { keys, file_id })
+                }
+                (Some(_), None) => {
+                    return Err(format!(
+                        "WAL segment {seq} is encrypted and the tenant has no key manifest"
+                    ))
+                }
+            });
+        }
         let segments: Vec<SegmentImage<'_>> = seqs
             .iter()
             .zip(&images)
-            .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
+            .zip(&openers)
+            .map(|((seq, bytes), opener)| SegmentImage {
+                segment_seq: *seq,
+                bytes,
+                opener: opener.as_ref().map(|o| o as &dyn wal::segment::FrameOpener),
+            })
             .collect();
         let recovered =
             recover(self.tenant_id, self.timeline_id, &segments).map_err(|e| e.to_string())?;
         drop(segments);
+        drop(openers);
         drop(images);
         let consistent = self.disk_consistent.get();
         let replay: Vec<Record> =
@@ -304,6 +344,11 @@ impl Timeline {
         for seq in &recovered.delete_segments {
             std::fs::remove_file(segment_path(&wal_dir, *seq))
                 .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
+            if let Some((_, file_id)) = segment_files.iter().find(|(s, _)| s == seq) {
+                if let Some(keys) = &self.keys {
+                    keys.forget(*file_id);
+                }
+            }
         }
         if let Some(last) = replay.last().map(|r| r.lsn) {
             self.open_since.set(Some(Instant::now()));
@@ -331,9 +376,20 @@ impl Timeline {
             last_lsn,
             recovered.truncate_at.map(|(_, offset)| offset),
             &recovered.segment_last_lsns,
+            self.keys.clone(),
+            segment_files
+                .into_iter()
+                .filter(|(seq, _)| !recovered.delete_segments.contains(seq))
+                .collect(),
         )
         .await
         .map_err(|e| format!("opening WAL for append: {e}"))
+    }
+
+    /// Why the tenant's keys are unavailable (revoked, provider refused), if they are: the
+    /// timeline then answers `KeyUnavailable` to everything.
+    pub(crate) fn keys_unavailable(&self) -> Option<String> {
+        self.keys.as_ref().and_then(|keys| keys.unavailable_reason())
     }
 
     pub(crate) fn broken(&self) -> Option<String> {

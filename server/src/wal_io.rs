@@ -14,11 +14,16 @@
 //! - Writes are whole 4 KiB blocks at 4 KiB-aligned offsets; the partial last block is kept in
 //!   memory (`tail`) and rewritten with the next batch.
 
+use crate::keys::TenantKeys;
 use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
+use crypto::{PageSealer, PageTag};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use wal::recovery::TailPosition;
-use wal::segment::{encode_frame, SegmentHeader, DATA_START, FRAME_OVERHEAD};
+use wal::segment::{
+    encode_frame, frame_size, FrameOpener, FrameSealer, SegmentHeader, DATA_START, TAG_SIZE,
+};
 use wal::{Lsn, Record, TenantId, TimelineId};
 
 const BLOCK: u64 = 4096;
@@ -59,6 +64,37 @@ pub(crate) async fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The data key of the segment being written, as a frame sealer: nonce positions count up
+/// from 0 and are never reused, not even after a rewind (module doc of `wal::segment`).
+struct WalSealer {
+    sealer: PageSealer,
+    next_position: u64,
+}
+
+impl FrameSealer for WalSealer {
+    fn seal(&mut self, record: &mut [u8]) -> (u64, [u8; TAG_SIZE]) {
+        let position = self.next_position;
+        self.next_position += 1;
+        (position, self.sealer.seal_payload(position, record).to_bytes())
+    }
+}
+
+/// Opens the sealed frames of one segment with the tenant's keys (recovery).
+pub(crate) struct SegmentOpener<'a> {
+    pub(crate) keys: &'a TenantKeys,
+    pub(crate) file_id: u128,
+}
+
+impl FrameOpener for SegmentOpener<'_> {
+    fn open(&self, position: u64, record: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
+        self.keys
+            .with_opener(self.file_id, |opener| {
+                opener.open_payload(position, record, &PageTag::from_bytes(*tag)).is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
+
 /// A WAL write that failed.
 #[derive(Debug)]
 pub(crate) enum WalWriteError {
@@ -94,6 +130,13 @@ pub(crate) struct WalWriter {
     /// Segments before the current one, with the LSN of their last record, oldest first.
     closed: Vec<(u64, Lsn)>,
     scratch: Vec<u8>,
+    /// The tenant's keys when the WAL is encrypted.
+    keys: Option<Rc<TenantKeys>>,
+    /// The current segment's sealer (encrypted WAL). A segment whose sealer is gone (reopened
+    /// after a restart, or left by a rewind) takes no more frames: the next write rolls.
+    sealer: Option<WalSealer>,
+    /// Data key file id of each segment that has one, to forget it when the segment goes.
+    segment_files: Vec<(u64, u128)>,
 }
 
 impl WalWriter {
@@ -109,13 +152,28 @@ impl WalWriter {
         last_lsn: Lsn,
         truncate_at: Option<u64>,
         segment_last_lsns: &[(u64, Lsn)],
+        keys: Option<Rc<TenantKeys>>,
+        segment_files: Vec<(u64, u128)>,
     ) -> io::Result<WalWriter> {
         let (segment_seq, write_offset) = match tail {
             Some(t) => (t.segment_seq, t.write_offset),
             None => (0, None),
         };
+        let mut sealer = None;
+        let mut segment_files = segment_files;
         let file = if segment_seq == 0 {
-            create_segment(&wal_dir, 1, tenant_id, timeline_id, segment_size, last_lsn).await?
+            let file_id = match &keys {
+                Some(keys) => {
+                    let new = new_wal_sealer(keys).await?;
+                    let file_id = new.sealer.file_id().0;
+                    segment_files.push((1, file_id));
+                    sealer = Some(new);
+                    Some(file_id)
+                }
+                None => None,
+            };
+            create_segment(&wal_dir, 1, tenant_id, timeline_id, segment_size, last_lsn, file_id)
+                .await?
         } else {
             dma_open_rw(&segment_path(&wal_dir, segment_seq)).await?
         };
@@ -137,9 +195,17 @@ impl WalWriter {
                 .filter(|(seq, _)| *seq < segment_seq)
                 .collect(),
             scratch: Vec::new(),
+            keys,
+            sealer,
+            segment_files,
         };
         if let Some(offset) = truncate_at {
             writer.zero_from(offset).await?;
+        }
+        if writer.keys.is_some() && writer.sealer.is_none() {
+            // The segment's data key can only open now (a key from disk never seals again):
+            // appending continues in a new segment.
+            writer.write_offset = None;
         }
         if let Some(offset) = writer.write_offset {
             let block_start = offset / BLOCK * BLOCK;
@@ -205,6 +271,17 @@ impl WalWriter {
             sync_dir(&self.wal_dir).await?;
             self.segment_seq = start.segment_seq;
             self.closed.truncate(start.closed);
+            self.forget_segments(|seq| seq > start.segment_seq);
+            if self.keys.is_some() {
+                // The old segment's sealer was replaced by the deleted one's: no more frames
+                // go into it (zeroing below needs no key).
+                self.sealer = None;
+                self.zero_from_then_close(start.write_offset).await?;
+                self.write_offset = None;
+                self.tail = start.tail;
+                self.last_lsn = start.last_lsn;
+                return Ok(());
+            }
         }
         self.write_offset = start.write_offset;
         self.tail = start.tail;
@@ -216,10 +293,30 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Zeroes the current segment from `offset` (when it has room) without making it
+    /// writable again: an encrypted segment that lost its sealer.
+    async fn zero_from_then_close(&mut self, offset: Option<u64>) -> io::Result<()> {
+        if let Some(offset) = offset {
+            self.zero_from(offset).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the data keys of segments matching `gone` (deleted).
+    fn forget_segments(&mut self, gone: impl Fn(u64) -> bool) {
+        if let Some(keys) = &self.keys {
+            for (_, file_id) in self.segment_files.iter().filter(|(seq, _)| gone(*seq)) {
+                keys.forget(*file_id);
+            }
+        }
+        self.segment_files.retain(|(seq, _)| !gone(*seq));
+    }
+
     async fn write_records(&mut self, records: &[Record]) -> io::Result<()> {
+        let sealed = self.keys.is_some();
         let mut next = 0;
         while next < records.len() {
-            let frame_len = (records[next].encoded_size() + FRAME_OVERHEAD) as u64;
+            let frame_len = frame_size(&records[next], sealed) as u64;
             let fits = self.write_offset.is_some_and(|o| o + frame_len <= self.segment_size);
             if !fits {
                 self.roll().await?;
@@ -238,14 +335,16 @@ impl WalWriter {
         self.scratch.clear();
         self.scratch.extend_from_slice(&self.tail);
         let mut next = first;
+        let sealed = self.keys.is_some();
         while let Some(record) = records.get(next) {
-            let frame_len = (record.encoded_size() + FRAME_OVERHEAD) as u64;
+            let frame_len = frame_size(record, sealed) as u64;
             if block_start + self.scratch.len() as u64 + frame_len > self.segment_size {
                 break;
             }
             // Only the batch's last frame commits it: recovery drops a batch cut short.
             let batch_end = next + 1 == records.len();
-            encode_frame(self.segment_seq, record, batch_end, &mut self.scratch);
+            let sealer = self.sealer.as_mut().map(|s| s as &mut dyn FrameSealer);
+            encode_frame(self.segment_seq, record, batch_end, sealer, &mut self.scratch);
             self.last_lsn = record.lsn;
             next += 1;
         }
@@ -268,6 +367,11 @@ impl WalWriter {
     async fn roll(&mut self) -> io::Result<()> {
         self.file.fdatasync().await?;
         let next_seq = self.segment_seq + 1;
+        let sealer = match &self.keys {
+            Some(keys) => Some(new_wal_sealer(keys).await?),
+            None => None,
+        };
+        let file_id = sealer.as_ref().map(|s| s.sealer.file_id().0);
         let file = create_segment(
             &self.wal_dir,
             next_seq,
@@ -275,8 +379,13 @@ impl WalWriter {
             self.timeline_id,
             self.segment_size,
             self.last_lsn,
+            file_id,
         )
         .await?;
+        if let Some(file_id) = file_id {
+            self.segment_files.push((next_seq, file_id));
+        }
+        self.sealer = sealer;
         let old = std::mem::replace(&mut self.file, file);
         old.close().await?;
         self.closed.push((self.segment_seq, self.last_lsn));
@@ -293,9 +402,12 @@ impl WalWriter {
         if count == 0 {
             return Ok(0);
         }
+        let mut removed = Vec::with_capacity(count);
         for (seq, _) in self.closed.drain(..count) {
             std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+            removed.push(seq);
         }
+        self.forget_segments(|seq| removed.contains(&seq));
         sync_dir(&self.wal_dir).await?;
         Ok(count)
     }
@@ -314,6 +426,7 @@ pub(crate) async fn create_segment(
     timeline_id: TimelineId,
     segment_size: u64,
     prev_lsn: Lsn,
+    file_id: Option<u128>,
 ) -> io::Result<DmaFile> {
     let path = segment_path(wal_dir, segment_seq);
     let tmp = path.with_extension("seg.tmp");
@@ -324,6 +437,7 @@ pub(crate) async fn create_segment(
         timeline_id,
         segment_size_bytes: segment_size,
         prev_lsn,
+        file_id,
     }
     .encode();
     let mut buffer = file.alloc_dma_buffer(header.len());
@@ -335,6 +449,12 @@ pub(crate) async fn create_segment(
     std::fs::rename(&tmp, &path)?;
     sync_dir(wal_dir).await?;
     dma_open_rw(&path).await
+}
+
+/// A sealer for a new segment, its data key durably in the tenant's key manifest first.
+async fn new_wal_sealer(keys: &TenantKeys) -> io::Result<WalSealer> {
+    let sealer = keys.new_sealer().await.map_err(|e| io::Error::other(format!("WAL key: {e}")))?;
+    Ok(WalSealer { sealer, next_position: 0 })
 }
 
 /// Writes zeros over `from..to` (both block-aligned) in large chunks.

@@ -16,6 +16,7 @@
 //! | `torn-before-empty`    | an invalid frame in segment k; segments after k hold no valid frame | truncate after the last committed frame; the later segments are deleted |
 //! | `damage-before-data`   | an invalid frame in segment k; a later segment holds valid frames | refuse: acknowledged records lie beyond damage, a human must look |
 //! | `bad-header`           | a header that does not decode, or names another tenant, timeline or sequence number | refuse |
+//! | `tampered`             | a sealed frame whose checksum holds but whose GCM tag does not (modified, or the wrong key) | refuse: not a torn write, and cutting could drop acknowledged records |
 //! | `sequence-gap`         | segment numbers not consecutive from the first                | refuse |
 //!
 //! Why truncation is safe: a batch is acknowledged only after the fdatasync that covers all of
@@ -26,7 +27,9 @@
 //! crash.
 
 use crate::record::Record;
-use crate::segment::{scan_frames, ScanStop, SegmentHeader, DATA_START};
+use crate::segment::{
+    scan_frames, FrameOpener, ScanStop, SegmentHeader, AUTHENTICATION_FAILURE, DATA_START,
+};
 use crate::types::{Lsn, TenantId, TimelineId};
 
 /// One segment file as read from disk.
@@ -34,6 +37,9 @@ pub struct SegmentImage<'a> {
     /// Sequence number from the file name.
     pub segment_seq: u64,
     pub bytes: &'a [u8],
+    /// Opens the segment's sealed frames; `None` for a plaintext segment. The server finds the
+    /// key from the header's `file_id` before calling [`recover`].
+    pub opener: Option<&'a dyn FrameOpener>,
 }
 
 /// Where appending continues after recovery.
@@ -132,7 +138,7 @@ pub fn recover(
         {
             return Err(refuse("bad-header", 0, "header names another segment".into()));
         }
-        let scan = scan_frames(segment.bytes, segment.segment_seq, last_lsn);
+        let scan = scan_frames(segment.bytes, segment.segment_seq, last_lsn, segment.opener);
         for frame in scan.frames {
             last_lsn = frame.record.lsn;
             records.push(frame.record);
@@ -148,6 +154,16 @@ pub fn recover(
         }
         full_at_end = scan.stop == ScanStop::EndOfSegment;
         if let ScanStop::Invalid { offset, what } = scan.stop {
+            if what == AUTHENTICATION_FAILURE {
+                // Its checksum held, so no torn write did this: the frame was modified (or the
+                // key is wrong). Cutting here could drop acknowledged records: refuse.
+                return Err(RecoveryError {
+                    case: "tampered",
+                    segment_seq: segment.segment_seq,
+                    offset,
+                    what: what.to_string(),
+                });
+            }
             if let Some(with_data) = segments[index + 1..].iter().find(|s| holds_valid_frame(s)) {
                 return Err(RecoveryError {
                     case: "damage-before-data",
@@ -209,7 +225,9 @@ fn segment_size(segments: &[SegmentImage<'_>], index: usize) -> u64 {
 /// Whether the segment's first frame verifies (with any LSN): a sign of acknowledged data.
 fn holds_valid_frame(segment: &SegmentImage<'_>) -> bool {
     SegmentHeader::decode(segment.bytes).is_ok()
-        && !scan_frames(segment.bytes, segment.segment_seq, Lsn::INVALID).frames.is_empty()
+        && !scan_frames(segment.bytes, segment.segment_seq, Lsn::INVALID, segment.opener)
+            .frames
+            .is_empty()
 }
 
 #[cfg(test)]

@@ -36,13 +36,13 @@ fn main() {
     delta.add_delta(key(1), Lsn(0x30), &payload);
     delta.add_rel_event(RelEvent { rel: key(0).rel, lsn: Lsn(0x30), nblocks: Some(2) });
     delta.add_rel_event(RelEvent { rel: key(0).rel, lsn: Lsn(0x40), nblocks: None });
-    let (file, _) = delta.finish();
+    let (file, _) = delta.finish(None);
     std::fs::write(dir.join("delta-raw"), seed(0, &file)).unwrap();
     std::fs::write(dir.join("delta-fix"), seed(1, &file)).unwrap();
 
     let mut image = LayerWriter::new(LayerKind::Image, tenant, timeline, Lsn(0x40), Lsn(0x40));
     image.add_image(key(0), Lsn(0x40), &[3u8; PAGE_SIZE]);
     image.add_rel_event(RelEvent { rel: key(0).rel, lsn: Lsn(0x40), nblocks: Some(1) });
-    let (file, _) = image.finish();
+    let (file, _) = image.finish(None);
     std::fs::write(dir.join("image-fix"), seed(1, &file)).unwrap();
 }

@@ -6,6 +6,7 @@ mod cache;
 mod cores;
 mod crash;
 mod durability;
+mod encryption;
 mod faults;
 mod harness;
 mod limits;

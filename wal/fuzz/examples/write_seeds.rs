@@ -35,7 +35,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 fn frames(segment_seq: u64, records: &[Record]) -> Vec<u8> {
     let mut out = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        encode_frame(segment_seq, record, index + 1 == records.len(), &mut out);
+        encode_frame(segment_seq, record, index + 1 == records.len(), None, &mut out);
     }
     out
 }

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let segments: Vec<SegmentImage<'_>> = images
         .iter()
-        .map(|(segment_seq, bytes)| SegmentImage { segment_seq: *segment_seq, bytes })
+        .map(|(segment_seq, bytes)| SegmentImage { segment_seq: *segment_seq, bytes, opener: None })
         .collect();
     let Ok(recovered) = recover(TENANT, TIMELINE, &segments) else {
         return;

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & FIX_CHECKSUMS != 0 {
         reseal_frames(&mut image, segment_seq);
     }
-    let scan = scan_frames(&image, segment_seq, prev_lsn);
+    let scan = scan_frames(&image, segment_seq, prev_lsn, None);
     assert!(scan.end_offset <= image.len() as u64, "scan ended past the image");
     let mut offset = DATA_START;
     let mut last_lsn = prev_lsn;

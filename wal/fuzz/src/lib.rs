@@ -15,7 +15,7 @@ pub const FIX_CHECKSUMS: u8 = 1;
 /// Flags bit (recovery): also write the expected seq, tenant and timeline into each header.
 pub const FIX_HEADER_IDS: u8 = 2;
 /// Bytes of a segment header that a fuzz input carries; the rest of the header block is zero.
-pub const HEADER_BYTES: usize = 80;
+pub const HEADER_BYTES: usize = 96;
 /// Most segments the recovery target builds from one input.
 pub const MAX_SEGMENTS: usize = 4;
 
@@ -60,11 +60,11 @@ pub fn reseal_frames(image: &mut [u8], segment_seq: u64) {
     }
 }
 
-/// Rewrites the header checksum (bytes 72..80 over 0..72) if the image is long enough.
+/// Rewrites the header checksum (format 2: bytes 88..96 over 0..88) if the image is long enough.
 pub fn reseal_header(image: &mut [u8]) {
     if image.len() >= HEADER_BYTES {
-        let checksum = xxh3_64(&image[..72]);
-        image[72..80].copy_from_slice(&checksum.to_le_bytes());
+        let checksum = xxh3_64(&image[..88]);
+        image[88..96].copy_from_slice(&checksum.to_le_bytes());
     }
 }
 
@@ -114,6 +114,7 @@ pub fn real_header(segment_seq: u64, segment_size_bytes: u64, prev_lsn: Lsn) -> 
         timeline_id: TIMELINE,
         segment_size_bytes,
         prev_lsn,
+        file_id: None,
     };
     header.encode()[..HEADER_BYTES].to_vec()
 }

@@ -30,18 +30,21 @@ fn segment_with_commits(seq: u64, lsns: &[u64], committed: usize) -> Vec<u8> {
         timeline_id: TIMELINE,
         segment_size_bytes: SEGMENT_SIZE as u64,
         prev_lsn: Lsn(0),
+        file_id: None,
     };
     let mut bytes = header.encode();
     for (i, &lsn) in lsns.iter().enumerate() {
-        encode_frame(seq, &record(lsn), i < committed, &mut bytes);
+        encode_frame(seq, &record(lsn), i < committed, None, &mut bytes);
     }
     bytes.resize(SEGMENT_SIZE, 0);
     bytes
 }
 
 fn check(segments: &[(u64, Vec<u8>)]) -> Result<Recovered, RecoveryError> {
-    let images: Vec<SegmentImage<'_>> =
-        segments.iter().map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes }).collect();
+    let images: Vec<SegmentImage<'_>> = segments
+        .iter()
+        .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes, opener: None })
+        .collect();
     recover(TENANT, TIMELINE, &images)
 }
 
@@ -63,7 +66,7 @@ fn empty_and_clean_end() {
 #[test]
 fn torn_tail_truncates() {
     let mut last = segment(1, &[1, 2, 3]);
-    let third = crate::segment::scan_frames(&last, 1, Lsn(0)).frames[2].offset;
+    let third = crate::segment::scan_frames(&last, 1, Lsn(0), None).frames[2].offset;
     last[third as usize + 9] ^= 1;
     let recovered = check(&[(1, last)]).unwrap();
     assert_eq!(recovered.case, "torn-tail");
@@ -122,7 +125,7 @@ fn an_unfinished_batch_is_dropped_whole_even_across_segments() {
     let recovered = check(&[(1, first.clone()), (2, second)]).unwrap();
     assert_eq!(recovered.case, "uncommitted-tail");
     assert_eq!(lsns(&recovered), vec![1, 2]);
-    let third = crate::segment::scan_frames(&first, 1, Lsn(0)).frames[2].offset;
+    let third = crate::segment::scan_frames(&first, 1, Lsn(0), None).frames[2].offset;
     assert_eq!(recovered.truncate_at, Some((1, third)));
     assert_eq!(recovered.delete_segments, vec![2]);
     assert_eq!(recovered.segment_last_lsns, vec![(1, Lsn(2))]);
