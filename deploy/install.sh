@@ -92,6 +92,19 @@ if [ -n "$cpus" ]; then
 fi
 chmod 0644 "$target"
 
+# The example config's key provider: a keyring file off the data disk with one random CMK.
+# Never overwritten (a lost CMK makes every encrypted tenant unreadable); back it up apart
+# from the data, or switch to a `command` provider backed by a KMS (deploy/README.md, "Keys").
+keyring="$root/etc/pagecore/keyring.toml"
+if [ ! -e "$keyring" ]; then
+    say "creating $keyring with a new random CMK \"default\" (back it up, apart from the data)"
+    umask 077
+    printf '[[keys]]\nname = "default"\nversion = 1\nkey = "%s"\n' \
+        "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$keyring"
+    umask 022
+fi
+chmod 0600 "$keyring"
+
 say "installing the systemd unit"
 install -m 0644 "$here/systemd/pagecore.service" "$root/etc/systemd/system/pagecore.service"
 dropins="$root/etc/systemd/system/pagecore.service.d"
@@ -110,6 +123,7 @@ if [ -n "$root" ]; then
     exit 0
 fi
 chown pagecore:pagecore "$data_dir"
+chown pagecore:pagecore /etc/pagecore/keyring.toml
 
 if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify /etc/systemd/system/pagecore.service
