@@ -348,7 +348,7 @@ async fn merge_deltas(timeline: &Rc<Timeline>) -> Result<usize, String> {
     // No await since the merged file joined the map: readers never see both it and its inputs.
     timeline.layers.borrow_mut().retain(|l| !run.iter().any(|r| Rc::ptr_eq(r, l)));
     for layer in &run {
-        std::fs::remove_file(layer.path())
+        crate::runtime::remove_file(layer.path())
             .map_err(|e| format!("deleting merged input {}: {e}", layer.name))?;
     }
     sync_dir(&timeline.dir.join("layers"))
@@ -437,7 +437,7 @@ async fn gc(timeline: &Rc<Timeline>) -> Result<usize, String> {
         gone
     };
     for layer in &removed {
-        std::fs::remove_file(layer.path())
+        crate::runtime::remove_file(layer.path())
             .map_err(|e| format!("deleting layer {}: {e}", layer.name))?;
     }
     sync_dir(&timeline.dir.join("layers"))

@@ -258,7 +258,7 @@ impl Timeline {
         for i in covered.into_iter().rev() {
             let leftover = layers.remove(i);
             tracing::info!(layer = %leftover.name, "removing a merged delta layer's leftover input");
-            std::fs::remove_file(leftover.path())
+            crate::runtime::remove_file(leftover.path())
                 .map_err(|e| format!("removing {}: {e}", leftover.name))?;
         }
         events.clear();
@@ -277,34 +277,15 @@ impl Timeline {
     }
 
     async fn recover_wal(&self) -> Result<WalWriter, String> {
-        let wal_dir = self.dir.join("wal");
-        let seqs = list_segments(&wal_dir).map_err(|e| format!("listing WAL: {e}"))?;
-        let mut images = Vec::with_capacity(seqs.len());
-        for seq in &seqs {
-            let bytes = read_segment(&segment_path(&wal_dir, *seq))
-                .await
-                .map_err(|e| format!("reading WAL segment {seq}: {e}"))?;
-            images.push(bytes);
-        }
-        let segments: Vec<SegmentImage<'_>> = seqs
-            .iter()
-            .zip(&images)
-            .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
-            .collect();
-        let recovered =
-            recover(self.tenant_id, self.timeline_id, &segments).map_err(|e| e.to_string())?;
-        drop(segments);
-        drop(images);
         let consistent = self.disk_consistent.get();
-        let replay: Vec<Record> =
-            recovered.records.into_iter().filter(|r| r.lsn > consistent).collect();
-        tracing::info!(tenant = %self.tenant_id, timeline = %self.timeline_id,
-            case = recovered.case, detail = recovered.detail.unwrap_or(""),
-            replayed = replay.len(), "WAL recovery decision");
-        for seq in &recovered.delete_segments {
-            std::fs::remove_file(segment_path(&wal_dir, *seq))
-                .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
-        }
+        let (replay, writer) = open_wal(
+            self.dir.join("wal"),
+            self.tenant_id,
+            self.timeline_id,
+            self.config.wal.segment_size_bytes,
+            consistent,
+        )
+        .await?;
         if let Some(last) = replay.last().map(|r| r.lsn) {
             self.open_since.set(Some(Instant::now()));
             let mut materialize = Vec::new();
@@ -321,19 +302,7 @@ impl Timeline {
                 materialize_version(self, key, lsn).await;
             }
         }
-        let last_lsn = recovered.last_lsn.max(consistent);
-        WalWriter::open(
-            wal_dir,
-            self.tenant_id,
-            self.timeline_id,
-            self.config.wal.segment_size_bytes,
-            recovered.tail,
-            last_lsn,
-            recovered.truncate_at.map(|(_, offset)| offset),
-            &recovered.segment_last_lsns,
-        )
-        .await
-        .map_err(|e| format!("opening WAL for append: {e}"))
+        Ok(writer)
     }
 
     pub(crate) fn broken(&self) -> Option<String> {
@@ -513,6 +482,58 @@ fn inherit_sizes(ancestor: Option<&(Rc<Timeline>, Lsn)>) -> Option<cache::rels::
     let (parent, at) = ancestor?;
     let (parent, at) = (parent.clone(), *at);
     Some(Rc::new(move |rel| crate::read::rel_size(&parent, rel, at)))
+}
+
+/// Recovers a timeline's WAL from its segment files: reads every segment, takes the decision
+/// of `wal::recovery`, deletes the segments after a cut and opens the writer where appending
+/// continues. Returns the records above `consistent` (those not yet in layer files), in LSN
+/// order. The simulated-disk crash tests (`sim::wal_tests`) recover through this function.
+pub(crate) async fn open_wal(
+    wal_dir: PathBuf,
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    segment_size: u64,
+    consistent: Lsn,
+) -> Result<(Vec<Record>, WalWriter), String> {
+    let seqs = list_segments(&wal_dir).map_err(|e| format!("listing WAL: {e}"))?;
+    let mut images = Vec::with_capacity(seqs.len());
+    for seq in &seqs {
+        let bytes = read_segment(&segment_path(&wal_dir, *seq))
+            .await
+            .map_err(|e| format!("reading WAL segment {seq}: {e}"))?;
+        images.push(bytes);
+    }
+    let segments: Vec<SegmentImage<'_>> = seqs
+        .iter()
+        .zip(&images)
+        .map(|(seq, bytes)| SegmentImage { segment_seq: *seq, bytes })
+        .collect();
+    let recovered = recover(tenant_id, timeline_id, &segments).map_err(|e| e.to_string())?;
+    drop(segments);
+    drop(images);
+    let replay: Vec<Record> =
+        recovered.records.into_iter().filter(|r| r.lsn > consistent).collect();
+    tracing::info!(tenant = %tenant_id, timeline = %timeline_id,
+        case = recovered.case, detail = recovered.detail.unwrap_or(""),
+        replayed = replay.len(), "WAL recovery decision");
+    for seq in &recovered.delete_segments {
+        crate::runtime::remove_file(&segment_path(&wal_dir, *seq))
+            .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
+    }
+    let last_lsn = recovered.last_lsn.max(consistent);
+    let writer = WalWriter::open(
+        wal_dir,
+        tenant_id,
+        timeline_id,
+        segment_size,
+        recovered.tail,
+        last_lsn,
+        recovered.truncate_at.map(|(_, offset)| offset),
+        &recovered.segment_last_lsns,
+    )
+    .await
+    .map_err(|e| format!("opening WAL for append: {e}"))?;
+    Ok((replay, writer))
 }
 
 fn write_meta(dir: &Path, meta: &TimelineMeta) -> io::Result<()> {

@@ -14,7 +14,7 @@
 //! - Writes are whole 4 KiB blocks at 4 KiB-aligned offsets; the partial last block is kept in
 //!   memory (`tail`) and rewritten with the next batch.
 
-use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
+use crate::runtime::{self, dma_open_rw, sync_dir, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use wal::recovery::TailPosition;
@@ -32,12 +32,11 @@ pub(crate) fn segment_path(wal_dir: &Path, segment_seq: u64) -> PathBuf {
 /// Segment numbers present in `wal_dir`, sorted; removes leftover `.tmp` files.
 pub(crate) fn list_segments(wal_dir: &Path) -> io::Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(wal_dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
+    for path in runtime::list_dir(wal_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(".tmp") {
             tracing::info!(file = %name, "removing unfinished segment file");
-            std::fs::remove_file(wal_dir.join(&*name))?;
+            runtime::remove_file(&path)?;
         } else if let Some(hex) = name.strip_suffix(".seg") {
             if let Ok(seq) = u64::from_str_radix(hex, 16) {
                 seqs.push(seq);
@@ -51,11 +50,11 @@ pub(crate) fn list_segments(wal_dir: &Path) -> io::Result<Vec<u64>> {
 /// Reads a whole segment file with O_DIRECT.
 pub(crate) async fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
     let file = dma_open_rw(path).await?;
-    let size = file.file_size().await.map_err(io::Error::from)?;
+    let size = file.file_size().await?;
     let size = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
-    let read = file.read_at_aligned(0, size).await.map_err(io::Error::from)?;
+    let read = file.read_at_aligned(0, size).await?;
     let bytes = read.to_vec();
-    file.close().await.map_err(io::Error::from)?;
+    file.close().await?;
     Ok(bytes)
 }
 
@@ -84,7 +83,7 @@ pub(crate) struct WalWriter {
     timeline_id: TimelineId,
     segment_size: u64,
     segment_seq: u64,
-    file: DmaFile,
+    file: File,
     /// Next frame offset in the current segment; `None` when it is full.
     write_offset: Option<u64>,
     /// Bytes of the current partial block, from its aligned start to `write_offset`.
@@ -191,8 +190,8 @@ impl WalWriter {
     }
 
     async fn rewind(&mut self, start: Checkpoint) -> io::Result<()> {
-        let _ = std::fs::remove_file(
-            segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
+        let _ = runtime::remove_file(
+            &segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
         );
         if self.segment_seq != start.segment_seq {
             let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).collect();
@@ -200,7 +199,7 @@ impl WalWriter {
             let newer = std::mem::replace(&mut self.file, reopened);
             let _ = newer.close().await;
             for seq in created {
-                std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+                runtime::remove_file(&segment_path(&self.wal_dir, seq))?;
             }
             sync_dir(&self.wal_dir).await?;
             self.segment_seq = start.segment_seq;
@@ -294,14 +293,14 @@ impl WalWriter {
             return Ok(0);
         }
         for (seq, _) in self.closed.drain(..count) {
-            std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+            runtime::remove_file(&segment_path(&self.wal_dir, seq))?;
         }
         sync_dir(&self.wal_dir).await?;
         Ok(count)
     }
 
     pub(crate) async fn close(self) -> io::Result<()> {
-        self.file.close().await.map_err(io::Error::from)
+        self.file.close().await
     }
 }
 
@@ -314,7 +313,7 @@ pub(crate) async fn create_segment(
     timeline_id: TimelineId,
     segment_size: u64,
     prev_lsn: Lsn,
-) -> io::Result<DmaFile> {
+) -> io::Result<File> {
     let path = segment_path(wal_dir, segment_seq);
     let tmp = path.with_extension("seg.tmp");
     let file = dma_open_rw(&tmp).await?;
@@ -332,13 +331,13 @@ pub(crate) async fn create_segment(
     write_zeros(&file, DATA_START, segment_size).await?;
     file.fdatasync().await?;
     file.close().await?;
-    std::fs::rename(&tmp, &path)?;
+    runtime::rename(&tmp, &path)?;
     sync_dir(wal_dir).await?;
     dma_open_rw(&path).await
 }
 
 /// Writes zeros over `from..to` (both block-aligned) in large chunks.
-async fn write_zeros(file: &DmaFile, from: u64, to: u64) -> io::Result<()> {
+async fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     let mut offset = from;
     while offset < to {
         let len = (to - offset).min(ZERO_CHUNK as u64) as usize;
