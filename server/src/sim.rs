@@ -253,6 +253,11 @@ impl SimDisk {
         self.names.keys().cloned().collect()
     }
 
+    /// The I/O number of the first traced `op` on `path` (the trace keeps the last 64).
+    pub(crate) fn find_io(&self, op: Op, path: &Path) -> Option<u64> {
+        self.trace.iter().find(|(_, o, p)| *o == op && p == path).map(|(n, _, _)| *n)
+    }
+
     /// The last operations performed, oldest first, one per line.
     pub(crate) fn trace(&self) -> String {
         self.trace

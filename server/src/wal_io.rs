@@ -277,11 +277,16 @@ impl WalWriter {
         )
         .await?;
         let old = std::mem::replace(&mut self.file, file);
-        old.close().await?;
+        // The writer names the new segment before the old file is closed: if the close fails,
+        // the rewind must see that the batch created a segment and delete it. Closing first
+        // left the new file under the old segment's number, and the next batch's frames went
+        // into segment k+1 checksummed as segment k: acknowledged, then lost at recovery
+        // (test `sim::wal_tests::a_failed_close_after_a_roll_loses_nothing`).
         self.closed.push((self.segment_seq, self.last_lsn));
         self.segment_seq = next_seq;
         self.write_offset = Some(DATA_START);
         self.tail.clear();
+        old.close().await?;
         Ok(())
     }
 
