@@ -516,9 +516,18 @@ pub(crate) async fn open_wal(
     tracing::info!(tenant = %tenant_id, timeline = %timeline_id,
         case = recovered.case, detail = recovered.detail.unwrap_or(""),
         replayed = replay.len(), "WAL recovery decision");
-    for seq in &recovered.delete_segments {
+    // Newest first, then a directory sync before anything is appended: a crash part-way
+    // leaves consecutive segments (recovery decides the same again), never a `sequence-gap`
+    // refusal, and no acknowledged append lies before a deletion that might not survive
+    // (test `sim::wal_tests::regressions`).
+    for seq in recovered.delete_segments.iter().rev() {
         crate::runtime::remove_file(&segment_path(&wal_dir, *seq))
             .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
+    }
+    if !recovered.delete_segments.is_empty() {
+        crate::runtime::sync_dir(&wal_dir)
+            .await
+            .map_err(|e| format!("syncing the WAL directory: {e}"))?;
     }
     let last_lsn = recovered.last_lsn.max(consistent);
     let writer = WalWriter::open(

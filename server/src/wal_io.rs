@@ -194,7 +194,8 @@ impl WalWriter {
             &segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
         );
         if self.segment_seq != start.segment_seq {
-            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).collect();
+            // Newest first: a crash part-way leaves consecutive segments, not a gap.
+            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).rev().collect();
             let reopened = dma_open_rw(&segment_path(&self.wal_dir, start.segment_seq)).await?;
             let newer = std::mem::replace(&mut self.file, reopened);
             let _ = newer.close().await;
