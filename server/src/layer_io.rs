@@ -10,7 +10,7 @@
 //! payload is checked against the checksum in the in-memory index before it is used.
 
 use crate::keys::TenantKeys;
-use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
+use crate::runtime::{self, dma_open_rw, sync_dir, File};
 use cache::layer::{
     decode_header, decode_index, verify_payload, IndexEntry, LayerIndex, LayerKind, HEADER_SIZE,
 };
@@ -30,7 +30,7 @@ const WRITE_CHUNK: usize = 1 << 20;
 pub(crate) struct LayerFile {
     pub(crate) name: String,
     path: PathBuf,
-    file: DmaFile,
+    file: File,
     pub(crate) index: LayerIndex,
     /// The tenant's keys when the file is encrypted (`index.header.file_id` names its DEK).
     keys: Option<Rc<TenantKeys>>,
@@ -185,7 +185,7 @@ pub(crate) async fn write_layer(
     }
     file.fdatasync().await.map_err(|e| io_error(&e))?;
     file.close().await.map_err(|e| io_error(&e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&e))?;
+    runtime::rename(&tmp, &path).map_err(|e| io_error(&e))?;
     sync_dir(dir).await.map_err(|e| io_error(&e))?;
     open_layer(&path, keys).await
 }
@@ -193,12 +193,11 @@ pub(crate) async fn write_layer(
 /// Layer file names in `dir`; removes leftover temporary files.
 pub(crate) fn list_layers(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+    for path in runtime::list_dir(dir)? {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(".tmp") {
             tracing::info!(file = %name, "removing unfinished layer file");
-            std::fs::remove_file(&path)?;
+            runtime::remove_file(&path)?;
         } else if name.ends_with(".delta") || name.ends_with(".image") {
             paths.push(path);
         }

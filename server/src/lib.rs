@@ -21,6 +21,8 @@ mod limits;
 mod metrics;
 mod read;
 mod runtime;
+#[cfg(test)]
+mod sim;
 mod store;
 mod timeline;
 mod wal_io;

@@ -175,7 +175,7 @@ async fn new_sealer(timeline: &Timeline) -> Result<Option<crypto::PageSealer>, S
 
 /// Deletes a layer file and forgets its data key (dropped from the manifest's next write).
 fn remove_layer_file(timeline: &Timeline, layer: &LayerFile) -> std::io::Result<()> {
-    std::fs::remove_file(layer.path())?;
+    crate::runtime::remove_file(layer.path())?;
     if let (Some(keys), Some(file_id)) = (&timeline.keys, layer.file_id()) {
         keys.forget(file_id);
     }

@@ -267,7 +267,7 @@ impl Timeline {
         for i in covered.into_iter().rev() {
             let leftover = layers.remove(i);
             tracing::info!(layer = %leftover.name, "removing a merged delta layer's leftover input");
-            std::fs::remove_file(leftover.path())
+            crate::runtime::remove_file(leftover.path())
                 .map_err(|e| format!("removing {}: {e}", leftover.name))?;
             if let (Some(keys), Some(file_id)) = (&self.keys, leftover.file_id()) {
                 keys.forget(file_id);
@@ -289,67 +289,16 @@ impl Timeline {
     }
 
     async fn recover_wal(&self) -> Result<WalWriter, String> {
-        let wal_dir = self.dir.join("wal");
-        let seqs = list_segments(&wal_dir).map_err(|e| format!("listing WAL: {e}"))?;
-        let mut images = Vec::with_capacity(seqs.len());
-        for seq in &seqs {
-            let bytes = read_segment(&segment_path(&wal_dir, *seq))
-                .await
-                .map_err(|e| format!("reading WAL segment {seq}: {e}"))?;
-            images.push(bytes);
-        }
-        // Encrypted segments: every key must be at hand before recovery decides anything, or a
-        // missing key would look like damage and recovery would cut acknowledged records.
-        let mut openers = Vec::with_capacity(seqs.len());
-        let mut segment_files = Vec::new();
-        for (seq, bytes) in seqs.iter().zip(&images) {
-            let file_id = SegmentHeader::decode(bytes).ok().and_then(|h| h.file_id);
-            openers.push(match (file_id, &self.keys) {
-                (None, _) => None,
-                (Some(file_id), Some(keys)) => {
-                    keys.mark_used(file_id);
-                    keys.with_opener(file_id, |_| ())
-                        .map_err(|e| format!("WAL segment {seq}: key unavailable: {e}"))?;
-                    segment_files.push((*seq, file_id));
-                    Some(SegmentOpener { keys, file_id })
-                }
-                (Some(_), None) => {
-                    return Err(format!(
-                        "WAL segment {seq} is encrypted and the tenant has no key manifest"
-                    ))
-                }
-            });
-        }
-        let segments: Vec<SegmentImage<'_>> = seqs
-            .iter()
-            .zip(&images)
-            .zip(&openers)
-            .map(|((seq, bytes), opener)| SegmentImage {
-                segment_seq: *seq,
-                bytes,
-                opener: opener.as_ref().map(|o| o as &dyn wal::segment::FrameOpener),
-            })
-            .collect();
-        let recovered =
-            recover(self.tenant_id, self.timeline_id, &segments).map_err(|e| e.to_string())?;
-        drop(segments);
-        drop(openers);
-        drop(images);
         let consistent = self.disk_consistent.get();
-        let replay: Vec<Record> =
-            recovered.records.into_iter().filter(|r| r.lsn > consistent).collect();
-        tracing::info!(tenant = %self.tenant_id, timeline = %self.timeline_id,
-            case = recovered.case, detail = recovered.detail.unwrap_or(""),
-            replayed = replay.len(), "WAL recovery decision");
-        for seq in &recovered.delete_segments {
-            std::fs::remove_file(segment_path(&wal_dir, *seq))
-                .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
-            if let Some((_, file_id)) = segment_files.iter().find(|(s, _)| s == seq) {
-                if let Some(keys) = &self.keys {
-                    keys.forget(*file_id);
-                }
-            }
-        }
+        let (replay, writer) = open_wal(
+            self.dir.join("wal"),
+            self.tenant_id,
+            self.timeline_id,
+            self.config.wal.segment_size_bytes,
+            consistent,
+            self.keys.clone(),
+        )
+        .await?;
         if let Some(last) = replay.last().map(|r| r.lsn) {
             self.open_since.set(Some(Instant::now()));
             let mut materialize = Vec::new();
@@ -366,24 +315,7 @@ impl Timeline {
                 materialize_version(self, key, lsn).await;
             }
         }
-        let last_lsn = recovered.last_lsn.max(consistent);
-        WalWriter::open(
-            wal_dir,
-            self.tenant_id,
-            self.timeline_id,
-            self.config.wal.segment_size_bytes,
-            recovered.tail,
-            last_lsn,
-            recovered.truncate_at.map(|(_, offset)| offset),
-            &recovered.segment_last_lsns,
-            self.keys.clone(),
-            segment_files
-                .into_iter()
-                .filter(|(seq, _)| !recovered.delete_segments.contains(seq))
-                .collect(),
-        )
-        .await
-        .map_err(|e| format!("opening WAL for append: {e}"))
+        Ok(writer)
     }
 
     /// Why the tenant's keys are unavailable (revoked, provider refused), if they are: the
@@ -569,6 +501,106 @@ fn inherit_sizes(ancestor: Option<&(Rc<Timeline>, Lsn)>) -> Option<cache::rels::
     let (parent, at) = ancestor?;
     let (parent, at) = (parent.clone(), *at);
     Some(Rc::new(move |rel| crate::read::rel_size(&parent, rel, at)))
+}
+
+/// Recovers a timeline's WAL from its segment files: reads every segment, takes the decision
+/// of `wal::recovery`, deletes the segments after a cut and opens the writer where appending
+/// continues. Returns the records above `consistent` (those not yet in layer files), in LSN
+/// order. The simulated-disk crash tests (`sim::wal_tests`) recover through this function.
+pub(crate) async fn open_wal(
+    wal_dir: PathBuf,
+    tenant_id: TenantId,
+    timeline_id: TimelineId,
+    segment_size: u64,
+    consistent: Lsn,
+    keys: Option<Rc<TenantKeys>>,
+) -> Result<(Vec<Record>, WalWriter), String> {
+    let seqs = list_segments(&wal_dir).map_err(|e| format!("listing WAL: {e}"))?;
+    let mut images = Vec::with_capacity(seqs.len());
+    for seq in &seqs {
+        let bytes = read_segment(&segment_path(&wal_dir, *seq))
+            .await
+            .map_err(|e| format!("reading WAL segment {seq}: {e}"))?;
+        images.push(bytes);
+    }
+    // Encrypted segments: every key must be at hand before recovery decides anything, or a
+    // missing key would look like damage and recovery would cut acknowledged records.
+    let mut openers = Vec::with_capacity(seqs.len());
+    let mut segment_files = Vec::new();
+    for (seq, bytes) in seqs.iter().zip(&images) {
+        let file_id = SegmentHeader::decode(bytes).ok().and_then(|h| h.file_id);
+        openers.push(match (file_id, keys.as_deref()) {
+            (None, _) => None,
+            (Some(file_id), Some(keys)) => {
+                keys.mark_used(file_id);
+                keys.with_opener(file_id, |_| ())
+                    .map_err(|e| format!("WAL segment {seq}: key unavailable: {e}"))?;
+                segment_files.push((*seq, file_id));
+                Some(SegmentOpener { keys, file_id })
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "WAL segment {seq} is encrypted and the tenant has no key manifest"
+                ))
+            }
+        });
+    }
+    let segments: Vec<SegmentImage<'_>> = seqs
+        .iter()
+        .zip(&images)
+        .zip(&openers)
+        .map(|((seq, bytes), opener)| SegmentImage {
+            segment_seq: *seq,
+            bytes,
+            opener: opener.as_ref().map(|o| o as &dyn wal::segment::FrameOpener),
+        })
+        .collect();
+    let recovered = recover(tenant_id, timeline_id, &segments).map_err(|e| e.to_string())?;
+    drop(segments);
+    drop(openers);
+    drop(images);
+    let replay: Vec<Record> =
+        recovered.records.into_iter().filter(|r| r.lsn > consistent).collect();
+    tracing::info!(tenant = %tenant_id, timeline = %timeline_id,
+        case = recovered.case, detail = recovered.detail.unwrap_or(""),
+        replayed = replay.len(), "WAL recovery decision");
+    // Newest first, then a directory sync before anything is appended: a crash part-way
+    // leaves consecutive segments (recovery decides the same again), never a `sequence-gap`
+    // refusal, and no acknowledged append lies before a deletion that might not survive
+    // (test `sim::wal_tests::regressions`).
+    for seq in recovered.delete_segments.iter().rev() {
+        crate::runtime::remove_file(&segment_path(&wal_dir, *seq))
+            .map_err(|e| format!("deleting WAL segment {seq}: {e}"))?;
+        if let (Some(keys), Some((_, file_id))) =
+            (&keys, segment_files.iter().find(|(s, _)| s == seq))
+        {
+            keys.forget(*file_id);
+        }
+    }
+    if !recovered.delete_segments.is_empty() {
+        crate::runtime::sync_dir(&wal_dir)
+            .await
+            .map_err(|e| format!("syncing the WAL directory: {e}"))?;
+    }
+    let last_lsn = recovered.last_lsn.max(consistent);
+    let writer = WalWriter::open(
+        wal_dir,
+        tenant_id,
+        timeline_id,
+        segment_size,
+        recovered.tail,
+        last_lsn,
+        recovered.truncate_at.map(|(_, offset)| offset),
+        &recovered.segment_last_lsns,
+        keys,
+        segment_files
+            .into_iter()
+            .filter(|(seq, _)| !recovered.delete_segments.contains(seq))
+            .collect(),
+    )
+    .await
+    .map_err(|e| format!("opening WAL for append: {e}"))?;
+    Ok((replay, writer))
 }
 
 fn write_meta(dir: &Path, meta: &TimelineMeta) -> io::Result<()> {

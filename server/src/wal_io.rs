@@ -15,7 +15,7 @@
 //!   memory (`tail`) and rewritten with the next batch.
 
 use crate::keys::TenantKeys;
-use crate::runtime::{dma_open_rw, sync_dir, DmaFile};
+use crate::runtime::{self, dma_open_rw, sync_dir, File};
 use crypto::{PageSealer, PageTag};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,12 +37,11 @@ pub(crate) fn segment_path(wal_dir: &Path, segment_seq: u64) -> PathBuf {
 /// Segment numbers present in `wal_dir`, sorted; removes leftover `.tmp` files.
 pub(crate) fn list_segments(wal_dir: &Path) -> io::Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(wal_dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
+    for path in runtime::list_dir(wal_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(".tmp") {
             tracing::info!(file = %name, "removing unfinished segment file");
-            std::fs::remove_file(wal_dir.join(&*name))?;
+            runtime::remove_file(&path)?;
         } else if let Some(hex) = name.strip_suffix(".seg") {
             if let Ok(seq) = u64::from_str_radix(hex, 16) {
                 seqs.push(seq);
@@ -56,11 +55,11 @@ pub(crate) fn list_segments(wal_dir: &Path) -> io::Result<Vec<u64>> {
 /// Reads a whole segment file with O_DIRECT.
 pub(crate) async fn read_segment(path: &Path) -> io::Result<Vec<u8>> {
     let file = dma_open_rw(path).await?;
-    let size = file.file_size().await.map_err(io::Error::from)?;
+    let size = file.file_size().await?;
     let size = usize::try_from(size).map_err(|_| io::Error::other("segment too large"))?;
-    let read = file.read_at_aligned(0, size).await.map_err(io::Error::from)?;
+    let read = file.read_at_aligned(0, size).await?;
     let bytes = read.to_vec();
-    file.close().await.map_err(io::Error::from)?;
+    file.close().await?;
     Ok(bytes)
 }
 
@@ -120,7 +119,7 @@ pub(crate) struct WalWriter {
     timeline_id: TimelineId,
     segment_size: u64,
     segment_seq: u64,
-    file: DmaFile,
+    file: File,
     /// Next frame offset in the current segment; `None` when it is full.
     write_offset: Option<u64>,
     /// Bytes of the current partial block, from its aligned start to `write_offset`.
@@ -257,16 +256,17 @@ impl WalWriter {
     }
 
     async fn rewind(&mut self, start: Checkpoint) -> io::Result<()> {
-        let _ = std::fs::remove_file(
-            segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
+        let _ = runtime::remove_file(
+            &segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
         );
         if self.segment_seq != start.segment_seq {
-            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).collect();
+            // Newest first: a crash part-way leaves consecutive segments, not a gap.
+            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).rev().collect();
             let reopened = dma_open_rw(&segment_path(&self.wal_dir, start.segment_seq)).await?;
             let newer = std::mem::replace(&mut self.file, reopened);
             let _ = newer.close().await;
             for seq in created {
-                std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+                runtime::remove_file(&segment_path(&self.wal_dir, seq))?;
             }
             sync_dir(&self.wal_dir).await?;
             self.segment_seq = start.segment_seq;
@@ -387,11 +387,16 @@ impl WalWriter {
         }
         self.sealer = sealer;
         let old = std::mem::replace(&mut self.file, file);
-        old.close().await?;
+        // The writer names the new segment before the old file is closed: if the close fails,
+        // the rewind must see that the batch created a segment and delete it. Closing first
+        // left the new file under the old segment's number, and the next batch's frames went
+        // into segment k+1 checksummed as segment k: acknowledged, then lost at recovery
+        // (test `sim::wal_tests::a_failed_close_after_a_roll_loses_nothing`).
         self.closed.push((self.segment_seq, self.last_lsn));
         self.segment_seq = next_seq;
         self.write_offset = Some(DATA_START);
         self.tail.clear();
+        old.close().await?;
         Ok(())
     }
 
@@ -404,7 +409,7 @@ impl WalWriter {
         }
         let mut removed = Vec::with_capacity(count);
         for (seq, _) in self.closed.drain(..count) {
-            std::fs::remove_file(segment_path(&self.wal_dir, seq))?;
+            runtime::remove_file(&segment_path(&self.wal_dir, seq))?;
             removed.push(seq);
         }
         self.forget_segments(|seq| removed.contains(&seq));
@@ -413,7 +418,7 @@ impl WalWriter {
     }
 
     pub(crate) async fn close(self) -> io::Result<()> {
-        self.file.close().await.map_err(io::Error::from)
+        self.file.close().await
     }
 }
 
@@ -427,7 +432,7 @@ pub(crate) async fn create_segment(
     segment_size: u64,
     prev_lsn: Lsn,
     file_id: Option<u128>,
-) -> io::Result<DmaFile> {
+) -> io::Result<File> {
     let path = segment_path(wal_dir, segment_seq);
     let tmp = path.with_extension("seg.tmp");
     let file = dma_open_rw(&tmp).await?;
@@ -446,7 +451,7 @@ pub(crate) async fn create_segment(
     write_zeros(&file, DATA_START, segment_size).await?;
     file.fdatasync().await?;
     file.close().await?;
-    std::fs::rename(&tmp, &path)?;
+    runtime::rename(&tmp, &path)?;
     sync_dir(wal_dir).await?;
     dma_open_rw(&path).await
 }
@@ -458,7 +463,7 @@ async fn new_wal_sealer(keys: &TenantKeys) -> io::Result<WalSealer> {
 }
 
 /// Writes zeros over `from..to` (both block-aligned) in large chunks.
-async fn write_zeros(file: &DmaFile, from: u64, to: u64) -> io::Result<()> {
+async fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     let mut offset = from;
     while offset < to {
         let len = (to - offset).min(ZERO_CHUNK as u64) as usize;

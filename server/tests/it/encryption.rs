@@ -15,6 +15,10 @@ const MARKER: &[u8] = b"PAGECORE-SECRET-MARKER-5f1e";
 const STORE: &str = "[store]\nflush_threshold_bytes = 32768\nflush_interval_ms = 200\n\
     background_tick_ms = 50\n";
 
+/// [`STORE`] with new tenants encrypted under the built-in development keyring.
+const SEALED: &str = "[store]\nflush_threshold_bytes = 32768\nflush_interval_ms = 200\n\
+    background_tick_ms = 50\n[encryption]\nprovider = \"dev\"\n";
+
 fn marker_page(seed: u8) -> Box<[u8; PAGE_SIZE]> {
     let mut page = Box::new([seed; PAGE_SIZE]);
     for chunk in page.chunks_mut(256) {
@@ -102,7 +106,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Du
 
 #[test]
 fn no_page_byte_reaches_the_disk_in_plaintext() {
-    let mut server = TestServer::start_with(1, STORE);
+    let mut server = TestServer::start_with(1, SEALED);
     let (secret, secret_tl) = create(&server, serde_json::json!({}));
     let (plain, plain_tl) = create(&server, serde_json::json!({ "key_provider": "none" }));
     for (tenant, timeline) in [(secret, secret_tl), (plain, plain_tl)] {
@@ -136,7 +140,7 @@ fn no_page_byte_reaches_the_disk_in_plaintext() {
 
 #[test]
 fn revocation_stops_reads_within_a_second_and_restore_brings_the_tenant_back() {
-    let mut server = TestServer::start_with(1, STORE);
+    let mut server = TestServer::start_with(1, SEALED);
     let (tenant, timeline) = create(&server, serde_json::json!({}));
     let (other, other_tl) = create(&server, serde_json::json!({}));
     let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
@@ -349,7 +353,7 @@ fn a_command_provider_serves_as_the_cmk_holder() {
 
 #[test]
 fn a_modified_ciphertext_byte_is_corrupt_never_plaintext_garbage() {
-    let mut server = TestServer::start_with(1, STORE);
+    let mut server = TestServer::start_with(1, SEALED);
     let (tenant, timeline) = create(&server, serde_json::json!({}));
     let mut writer = server.connect(Role::Writer, tenant, timeline, 1);
     let last = write_marked(&mut writer, 0x100, 4);
