@@ -166,6 +166,8 @@ impl EntryChange {
 /// What the last crash did, for a failing case's report.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CrashReport {
+    /// Read through `Debug` in a failing case's report.
+    #[allow(dead_code)]
     pub(crate) at_io: u64,
     pub(crate) writes_dropped: usize,
     pub(crate) writes_kept: usize,
@@ -246,11 +248,6 @@ impl SimDisk {
         assert!(node.unsynced.is_empty(), "damage only synced files");
         edit(&mut node.data);
         node.durable = node.data.clone();
-    }
-
-    /// Names visible now.
-    pub(crate) fn names(&self) -> Vec<PathBuf> {
-        self.names.keys().cloned().collect()
     }
 
     /// The I/O number of the first traced `op` on `path` (the trace keeps the last 64).
