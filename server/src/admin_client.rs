@@ -69,7 +69,24 @@ impl AdminClient {
     }
 
     pub fn create_tenant(&self, tenant_id: Option<TenantId>) -> Result<TenantInfo, AdminError> {
-        let body = serde_json::json!({ "tenant_id": tenant_id.map(|t| t.to_string()) });
+        self.create_tenant_with(tenant_id, None, None)
+    }
+
+    /// Creates a tenant with a key provider (`"none"`: plaintext) and CMK name other than the
+    /// server's defaults.
+    pub fn create_tenant_with(
+        &self,
+        tenant_id: Option<TenantId>,
+        key_provider: Option<&str>,
+        cmk: Option<&str>,
+    ) -> Result<TenantInfo, AdminError> {
+        let mut body = serde_json::json!({ "tenant_id": tenant_id.map(|t| t.to_string()) });
+        if let Some(provider) = key_provider {
+            body["key_provider"] = provider.into();
+        }
+        if let Some(cmk) = cmk {
+            body["cmk"] = cmk.into();
+        }
         let text = self.call("POST", "/v1/tenants", Some(body))?;
         self.parse(text)
     }

@@ -58,7 +58,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct EncryptionConfig {
     /// Provider (a name in `providers`) that holds the CMK of tenants created from now on, or
-    /// `"none"` (the default for now, see `deploy/README.md` "Keys"): new tenants are plaintext. Existing tenants keep what they were created with.
+    /// `"none"`: new tenants are plaintext. Default `"dev"`, the built-in development keyring. Existing tenants keep what they were created with.
     pub provider: String,
     /// CMK name new tenants use at their provider (overridable per tenant at creation).
     pub cmk: String,
@@ -96,7 +96,7 @@ fn default_command_timeout_ms() -> u64 {
 impl Default for EncryptionConfig {
     fn default() -> Self {
         EncryptionConfig {
-            provider: "none".to_string(),
+            provider: "dev".to_string(),
             cmk: "default".to_string(),
             check_interval_ms: 1_000,
             providers: BTreeMap::from([(

@@ -107,6 +107,8 @@ struct LocalTenant {
     timelines: BTreeMap<TimelineId, Rc<Timeline>>,
     /// `None`: a plaintext tenant.
     keys: Option<Rc<TenantKeys>>,
+    /// Keys being restored and timelines loaded: requests still get `KeyUnavailable`.
+    restoring: bool,
 }
 
 fn tenant_dir(config: &Config, tenant: TenantId) -> PathBuf {
@@ -205,7 +207,9 @@ impl LocalCore {
                 Some(keys) if !keys.available() => BTreeMap::new(),
                 _ => self.load_tenant_timelines(tenant_id, keys.as_ref()).await?,
             };
-            self.tenants.borrow_mut().insert(tenant_id, LocalTenant { timelines, keys });
+            self.tenants
+                .borrow_mut()
+                .insert(tenant_id, LocalTenant { timelines, keys, restoring: false });
         }
         Ok(())
     }
@@ -233,7 +237,18 @@ impl LocalCore {
 
     /// Whether `tenant` exists here with its keys unavailable; then why.
     pub(crate) fn tenant_keys_unavailable(&self, tenant: TenantId) -> Option<String> {
-        self.tenants.borrow().get(&tenant)?.keys.as_ref()?.unavailable_reason()
+        let tenants = self.tenants.borrow();
+        let tenant = tenants.get(&tenant)?;
+        if tenant.restoring {
+            return Some("the tenant's keys are being restored; retry shortly".into());
+        }
+        tenant.keys.as_ref()?.unavailable_reason()
+    }
+
+    fn set_restoring(&self, tenant_id: TenantId, restoring: bool) {
+        if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
+            tenant.restoring = restoring;
+        }
     }
 
     /// Zeroizes a tenant's keys and unloads it: cache purged, timelines stopped (their WAL
@@ -257,6 +272,11 @@ impl LocalCore {
         };
         for timeline in timelines.values() {
             timeline.shutdown().await;
+            // A flush or merge in flight finishes (or fails for want of a key) before the
+            // tenant can be loaded again, so two timeline objects never write one directory.
+            while timeline.store_busy.get() {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
         drop(timelines);
         tracing::warn!(tenant = %tenant_id, reason = %why, "tenant keys revoked: zeroized and unloaded");
@@ -268,15 +288,24 @@ impl LocalCore {
         let Some(keys) = self.tenants.borrow().get(&tenant_id).and_then(|t| t.keys.clone()) else {
             return Err(format!("tenant {tenant_id} is not encrypted"));
         };
+        let restoring = self.tenants.borrow().get(&tenant_id).is_some_and(|t| t.restoring);
+        if restoring {
+            return Err(format!("tenant {tenant_id}: a restore is already in progress"));
+        }
         if keys.available() {
             return Ok(());
         }
-        if admin { keys.restore().await } else { keys.activate().await }
-            .map_err(|e| e.to_string())?;
-        let timelines = self
-            .load_tenant_timelines(tenant_id, Some(&keys))
-            .await
-            .map_err(|e| format!("loading tenant {tenant_id}: {e}"))?;
+        self.set_restoring(tenant_id, true);
+        let activated = if admin { keys.restore().await } else { keys.activate().await };
+        let loaded = match activated {
+            Ok(()) => self
+                .load_tenant_timelines(tenant_id, Some(&keys))
+                .await
+                .map_err(|e| format!("loading tenant {tenant_id}: {e}")),
+            Err(error) => Err(error.to_string()),
+        };
+        self.set_restoring(tenant_id, false);
+        let timelines = loaded?;
         if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
             tenant.timelines = timelines;
         }
@@ -505,7 +534,7 @@ impl LocalCore {
         let info_keys = keys.as_ref().map_or_else(plaintext_status, |k| k.status());
         self.tenants
             .borrow_mut()
-            .insert(tenant_id, LocalTenant { timelines: BTreeMap::new(), keys });
+            .insert(tenant_id, LocalTenant { timelines: BTreeMap::new(), keys, restoring: false });
         AdminReply::Tenant(TenantInfo {
             tenant_id,
             core: self.id,
@@ -591,7 +620,14 @@ impl LocalCore {
                 tenant_id: *id,
                 core: self.id,
                 timelines: tenant.timelines.values().map(|t| timeline_info(t)).collect(),
-                keys: tenant.keys.as_ref().map_or_else(plaintext_status, |k| k.status()),
+                keys: match &tenant.keys {
+                    None => plaintext_status(),
+                    Some(keys) => {
+                        let mut status = keys.status();
+                        status.available &= !tenant.restoring;
+                        status
+                    }
+                },
             })
             .collect()
     }

@@ -276,8 +276,12 @@ pub(crate) struct TenantKeys {
     active: RefCell<Option<Active>>,
     /// Why the keys are unavailable (revoked, provider refused), when they are.
     unavailable: RefCell<Option<KeyError>>,
-    /// Manifest writes in flight are serialised: each writes the newest state.
+    /// Manifest writes are serialised and coalesced (a group commit): `version` counts
+    /// in-memory changes, `persisted` is the newest version durably written, and one write of
+    /// the newest state answers every change made before it.
     writing: Cell<bool>,
+    version: Cell<u64>,
+    persisted: Cell<u64>,
 }
 
 impl std::fmt::Debug for TenantKeys {
@@ -330,6 +334,8 @@ impl TenantKeys {
             active: RefCell::new(None),
             unavailable: RefCell::new(None),
             writing: Cell::new(false),
+            version: Cell::new(0),
+            persisted: Cell::new(0),
         }
     }
 
@@ -431,6 +437,7 @@ impl TenantKeys {
             active.openers.insert(file_id.0, sealer.opener());
             active.used.insert(file_id.0);
         }
+        self.changed();
         self.persist().await?;
         Ok(sealer)
     }
@@ -455,12 +462,23 @@ impl TenantKeys {
         }
     }
 
-    /// Drops the DEK of a deleted file (persisted with the next manifest write).
+    /// Drops the wrapped DEK of a deleted file from the manifest (persisted with the next
+    /// manifest write). The opener stays until [`TenantKeys::drop_opener`]: a read that began
+    /// before the deletion still holds the open file and must still decrypt it.
     pub(crate) fn forget(&self, file_id: u128) {
         if let Some(active) = self.active.borrow_mut().as_mut() {
             active.manifest.deks.remove(&format!("{file_id:032x}"));
-            active.openers.remove(&file_id);
             active.used.remove(&file_id);
+            self.changed();
+        }
+    }
+
+    /// Drops the in-memory opener of a file nothing reads any more (its last handle closed).
+    pub(crate) fn drop_opener(&self, file_id: u128) {
+        if let Some(active) = self.active.borrow_mut().as_mut() {
+            if !active.manifest.deks.contains_key(&format!("{file_id:032x}")) {
+                active.openers.remove(&file_id);
+            }
         }
     }
 
@@ -479,25 +497,53 @@ impl TenantKeys {
             unused.len()
         };
         if pruned > 0 {
+            self.changed();
             self.persist().await?;
         }
         Ok(pruned)
     }
 
-    /// Writes the manifest as it is now. Concurrent callers each end with a write of a state
-    /// at least as new as their own change.
+    /// Records an in-memory change of the manifest (persisted by the next [`persist`]).
+    ///
+    /// [`persist`]: TenantKeys::persist
+    fn changed(&self) {
+        self.version.set(self.version.get() + 1);
+    }
+
+    /// Returns once the manifest on disk holds every change made before the call. Callers
+    /// arriving while a write is in flight wait for it, and the first of them writes the then
+    /// newest state for all (one write per burst, however many files were created).
     async fn persist(&self) -> Result<(), KeyError> {
-        while self.writing.get() {
+        let target = self.version.get();
+        loop {
+            if self.persisted.get() >= target {
+                return Ok(());
+            }
+            if !self.writing.get() {
+                return self.write_newest().await;
+            }
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    async fn write_newest(&self) -> Result<(), KeyError> {
+        let version = self.version.get();
         let manifest = match self.active.borrow().as_ref() {
             Some(active) => active.manifest.clone(),
             None => return Err(self.error()),
         };
+        // Reset on drop too: a caller's future dropped mid-write must not block later writes.
+        struct Writing<'a>(&'a Cell<bool>);
+        impl Drop for Writing<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
         self.writing.set(true);
-        let result = write_manifest(&self.path, &manifest).await;
-        self.writing.set(false);
-        result
+        let _writing = Writing(&self.writing);
+        write_manifest(&self.path, &manifest).await?;
+        self.persisted.set(self.persisted.get().max(version));
+        Ok(())
     }
 
     /// Rotates the tenant's KEK: a new generation wraps every DEK, the CMK wraps it, and one
@@ -532,6 +578,7 @@ impl TenantKeys {
             active.manifest.kek = StoredKek { id: next_id, wrapped: wrapped_kek };
             active.kek = new_kek;
         }
+        self.changed();
         self.persist().await?;
         tracing::info!(tenant = %self.tenant_id, kek_generation = next_id, "tenant KEK rotated");
         Ok(self.status())
@@ -560,6 +607,7 @@ impl TenantKeys {
             let active = active.as_mut().ok_or_else(|| self.error())?;
             active.manifest.kek.wrapped = wrapped;
         }
+        self.changed();
         self.persist().await?;
         tracing::info!(tenant = %self.tenant_id, "tenant KEK re-wrapped with the newest CMK");
         Ok(self.status())

@@ -36,6 +36,16 @@ pub(crate) struct LayerFile {
     keys: Option<Rc<TenantKeys>>,
 }
 
+impl Drop for LayerFile {
+    /// The last handle of a deleted encrypted layer is gone: its opener can go too (the
+    /// manifest already dropped its wrapped key when the file was deleted).
+    fn drop(&mut self) {
+        if let (Some(keys), Some(file_id)) = (&self.keys, self.index.header.file_id) {
+            keys.drop_opener(file_id);
+        }
+    }
+}
+
 /// What went wrong reading a layer.
 #[derive(Debug)]
 pub(crate) enum LayerReadError {

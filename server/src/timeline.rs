@@ -575,6 +575,7 @@ pub(crate) async fn open_wal(
             (&keys, segment_files.iter().find(|(s, _)| s == seq))
         {
             keys.forget(*file_id);
+            keys.drop_opener(*file_id);
         }
     }
     if !recovered.delete_segments.is_empty() {

@@ -17,6 +17,7 @@
 use crate::keys::TenantKeys;
 use crate::runtime::{self, dma_open_rw, sync_dir, File};
 use crypto::{PageSealer, PageTag};
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -136,6 +137,11 @@ pub(crate) struct WalWriter {
     sealer: Option<WalSealer>,
     /// Data key file id of each segment that has one, to forget it when the segment goes.
     segment_files: Vec<(u64, u128)>,
+    /// The next segment's sealer, made (and its DEK made durable in the key manifest) by a
+    /// background task while the current segment fills, so a roll does not wait for a
+    /// manifest write on the commit path. A roll that finds it not ready makes one itself.
+    next_sealer: Rc<RefCell<Option<WalSealer>>>,
+    preparing: Rc<Cell<bool>>,
 }
 
 impl WalWriter {
@@ -197,7 +203,10 @@ impl WalWriter {
             keys,
             sealer,
             segment_files,
+            next_sealer: Rc::new(RefCell::new(None)),
+            preparing: Rc::new(Cell::new(false)),
         };
+        writer.prepare_next_sealer();
         if let Some(offset) = truncate_at {
             writer.zero_from(offset).await?;
         }
@@ -302,11 +311,31 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Starts making the next segment's sealer in the background (encrypted WAL only).
+    fn prepare_next_sealer(&self) {
+        let Some(keys) = self.keys.clone() else { return };
+        if self.preparing.get() || self.next_sealer.borrow().is_some() {
+            return;
+        }
+        self.preparing.set(true);
+        let (slot, preparing) = (self.next_sealer.clone(), self.preparing.clone());
+        glommio::spawn_local(async move {
+            match new_wal_sealer(&keys).await {
+                Ok(sealer) => *slot.borrow_mut() = Some(sealer),
+                // The roll that needs it will try again inline and report the error.
+                Err(error) => tracing::debug!(%error, "preparing the next WAL segment's key"),
+            }
+            preparing.set(false);
+        })
+        .detach();
+    }
+
     /// Forgets the data keys of segments matching `gone` (deleted).
     fn forget_segments(&mut self, gone: impl Fn(u64) -> bool) {
         if let Some(keys) = &self.keys {
             for (_, file_id) in self.segment_files.iter().filter(|(seq, _)| gone(*seq)) {
                 keys.forget(*file_id);
+                keys.drop_opener(*file_id);
             }
         }
         self.segment_files.retain(|(seq, _)| !gone(*seq));
@@ -367,9 +396,11 @@ impl WalWriter {
     async fn roll(&mut self) -> io::Result<()> {
         self.file.fdatasync().await?;
         let next_seq = self.segment_seq + 1;
-        let sealer = match &self.keys {
-            Some(keys) => Some(new_wal_sealer(keys).await?),
-            None => None,
+        let prepared = self.next_sealer.borrow_mut().take();
+        let sealer = match (&self.keys, prepared) {
+            (Some(_), Some(prepared)) => Some(prepared),
+            (Some(keys), None) => Some(new_wal_sealer(keys).await?),
+            (None, _) => None,
         };
         let file_id = sealer.as_ref().map(|s| s.sealer.file_id().0);
         let file = create_segment(
@@ -386,6 +417,7 @@ impl WalWriter {
             self.segment_files.push((next_seq, file_id));
         }
         self.sealer = sealer;
+        self.prepare_next_sealer();
         let old = std::mem::replace(&mut self.file, file);
         // The writer names the new segment before the old file is closed: if the close fails,
         // the rewind must see that the batch created a segment and delete it. Closing first
