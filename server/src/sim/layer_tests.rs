@@ -217,10 +217,12 @@ fn a_layer_file_is_visible_whole_or_not_at_all_after_a_crash_at_every_io() {
                     Err(why) => {
                         let disk = disk.borrow();
                         panic!(
-                            "layer simulation failed: {why}\nlast crash: {:?}\nlast operations:\n{}\
+                            "layer simulation failed: {why}\nlast crash: {}\nlast operations:\n{}\
                              replay: SIM_SEED={seed} SIM_CRASH_AT={} cargo test -p server \
                              sim::layer_tests -- --nocapture",
-                            disk.last_crash,
+                            disk.last_crash
+                                .as_ref()
+                                .map_or("none".to_string(), ToString::to_string),
                             disk.trace(),
                             crash_at.unwrap_or(0)
                         )

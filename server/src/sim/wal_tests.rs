@@ -215,7 +215,11 @@ async fn run_case(case: Case) -> Result<CaseStats, String> {
     let _installed = install(disk.clone());
     run_case_on(&disk, case).await.map_err(|why| {
         let disk = disk.borrow();
-        format!("{why}\nlast crash: {:?}\nlast operations:\n{}", disk.last_crash, disk.trace())
+        format!(
+            "{why}\nlast crash: {}\nlast operations:\n{}",
+            disk.last_crash.as_ref().map_or("none".to_string(), ToString::to_string),
+            disk.trace()
+        )
     })
 }
 
