@@ -260,6 +260,7 @@ pub(crate) struct LocalMetrics {
     layer_files: [Cell<u64>; 2],
     layer_bytes: [Cell<u64>; 2],
     store_errors: Cell<u64>,
+    disk_read_errors: Cell<u64>,
     slow_requests: Cell<u64>,
     slow_logged: Cell<u32>,
     slow_window: Cell<Option<Instant>>,
@@ -286,6 +287,7 @@ impl LocalMetrics {
             layer_files: [const { Cell::new(0) }; 2],
             layer_bytes: [const { Cell::new(0) }; 2],
             store_errors: Cell::new(0),
+            disk_read_errors: Cell::new(0),
             slow_requests: Cell::new(0),
             slow_logged: Cell::new(0),
             slow_window: Cell::new(None),
@@ -383,6 +385,11 @@ pub(crate) fn layer_written(image: bool, bytes: usize) {
 /// Background store work (flush, image set, GC) failed and will be retried.
 pub(crate) fn store_error() {
     LOCAL.with(|m| bump(&m.store_errors, 1));
+}
+
+/// A layer payload read failed with an I/O error (the disk, not the bytes: those are `Corrupt`).
+pub(crate) fn disk_read_error() {
+    LOCAL.with(|m| bump(&m.disk_read_errors, 1));
 }
 
 /// Counts a slow request; says whether it may be logged (at most `per_sec` lines per second
@@ -526,6 +533,7 @@ pub(crate) struct CoreSnapshot {
     pub(crate) layer_files: [u64; 2],
     pub(crate) layer_bytes: [u64; 2],
     pub(crate) store_errors: u64,
+    pub(crate) disk_read_errors: u64,
     pub(crate) slow_requests: u64,
     /// The core's buffer cache, if one is configured.
     pub(crate) cache: Option<cache::CacheStats>,
@@ -567,6 +575,7 @@ pub(crate) fn local_snapshot(core: usize) -> CoreSnapshot {
             layer_files: pair(&m.layer_files),
             layer_bytes: pair(&m.layer_bytes),
             store_errors: m.store_errors.get(),
+            disk_read_errors: m.disk_read_errors.get(),
             slow_requests: m.slow_requests.get(),
             cache: None,
             tenants: Vec::new(),

@@ -133,6 +133,11 @@ pub(crate) async fn get_page(
         .collect();
     let disk_started = (!spans.is_empty()).then(Instant::now);
     let span_bytes = join_all(reads).await;
+    for result in &span_bytes {
+        if let Err(LayerReadError::Io(_)) = result {
+            crate::metrics::disk_read_error();
+        }
+    }
     let disk_wait = disk_started.map_or(Duration::ZERO, |started| started.elapsed());
     let mut span_bytes: Vec<Vec<u8>> = span_bytes.into_iter().collect::<Result<_, _>>()?;
     // Each payload is verified (and, in an encrypted layer, decrypted) in place in the buffer

@@ -67,7 +67,8 @@ impl File {
     pub(crate) async fn read_at_aligned(&self, pos: u64, size: usize) -> io::Result<ReadBytes> {
         match &self.0 {
             FileInner::Dma(file) => {
-                Ok(ReadBytes(ReadInner::Dma(file.read_at_aligned(pos, size).await?)))
+                let read = file.read_at_aligned(pos, size).await.map_err(os_error)?;
+                Ok(ReadBytes(ReadInner::Dma(read)))
             }
             #[cfg(test)]
             FileInner::Sim(file) => Ok(ReadBytes(ReadInner::Sim(file.read_at(pos, size)?))),
@@ -78,7 +79,7 @@ impl File {
     pub(crate) async fn write_at(&self, buffer: IoBuffer, pos: u64) -> io::Result<usize> {
         match (&self.0, buffer.0) {
             (FileInner::Dma(file), BufferInner::Dma(buffer)) => {
-                Ok(file.write_at(buffer, pos).await?)
+                file.write_at(buffer, pos).await.map_err(os_error)
             }
             #[cfg(test)]
             (FileInner::Sim(file), BufferInner::Sim(bytes)) => file.write_at(&bytes, pos),
@@ -97,7 +98,7 @@ impl File {
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
         match &self.0 {
-            FileInner::Dma(file) => Ok(file.fdatasync().await?),
+            FileInner::Dma(file) => file.fdatasync().await.map_err(os_error),
             #[cfg(test)]
             FileInner::Sim(file) => file.fdatasync(),
         }
@@ -105,7 +106,7 @@ impl File {
 
     pub(crate) async fn file_size(&self) -> io::Result<u64> {
         match &self.0 {
-            FileInner::Dma(file) => Ok(file.file_size().await?),
+            FileInner::Dma(file) => file.file_size().await.map_err(os_error),
             #[cfg(test)]
             FileInner::Sim(file) => file.file_size(),
         }
@@ -113,7 +114,7 @@ impl File {
 
     pub(crate) async fn close(self) -> io::Result<()> {
         match self.0 {
-            FileInner::Dma(file) => Ok(file.close().await?),
+            FileInner::Dma(file) => file.close().await.map_err(os_error),
             #[cfg(test)]
             FileInner::Sim(file) => file.close(),
         }
@@ -133,7 +134,7 @@ pub(crate) async fn dma_open_rw(path: &Path) -> io::Result<File> {
         .create(true)
         .dma_open(path)
         .await
-        .map_err(io::Error::from)?;
+        .map_err(os_error)?;
     Ok(File(FileInner::Dma(file)))
 }
 
@@ -143,10 +144,19 @@ pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     if let Some(disk) = crate::sim::installed() {
         return disk.borrow_mut().sync_dir(dir);
     }
-    let directory = glommio::io::Directory::open(dir).await?;
-    directory.sync().await?;
-    directory.close().await?;
-    Ok(())
+    let directory = glommio::io::Directory::open(dir).await.map_err(os_error)?;
+    directory.sync().await.map_err(os_error)?;
+    directory.close().await.map_err(os_error)
+}
+
+/// glommio's I/O errors print the file's full path and descriptor, and converted to
+/// `io::Error` they lose the OS error code. Keep only the OS error: its message reaches
+/// clients (who must not learn the data directory's layout) and callers match on its code.
+fn os_error(error: glommio::GlommioError<()>) -> io::Error {
+    match error {
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => io::Error::from(other),
+    }
 }
 
 /// Renames `from` to `to`, replacing `to`; durable only after [`sync_dir`].

@@ -38,11 +38,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-#[cfg(test)]
 mod layer_tests;
-#[cfg(test)]
 mod tests;
-#[cfg(test)]
 mod wal_tests;
 
 /// Sector size: the unit a torn write keeps or loses, and the O_DIRECT alignment.
@@ -164,7 +161,7 @@ impl EntryChange {
 }
 
 /// What the last crash did, for a failing case's report.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct CrashReport {
     /// Read through `Debug` in a failing case's report.
     #[allow(dead_code)]
@@ -174,6 +171,22 @@ pub(crate) struct CrashReport {
     pub(crate) writes_torn: usize,
     pub(crate) entry_changes_kept: usize,
     pub(crate) entry_changes_lost: usize,
+}
+
+impl std::fmt::Display for CrashReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "crashed at I/O {}: unsynced writes {} dropped, {} kept, {} torn; entry changes {} \
+             kept, {} lost",
+            self.at_io,
+            self.writes_dropped,
+            self.writes_kept,
+            self.writes_torn,
+            self.entry_changes_kept,
+            self.entry_changes_lost
+        )
+    }
 }
 
 pub(crate) struct SimDisk {

@@ -265,19 +265,22 @@ impl WalWriter {
     }
 
     async fn rewind(&mut self, start: Checkpoint) -> io::Result<()> {
-        let _ = runtime::remove_file(
-            &segment_path(&self.wal_dir, self.segment_seq + 1).with_extension("seg.tmp"),
-        );
+        // A roll that failed part-way may have left the next segment under its temporary name
+        // or, if it failed after the rename, under its own: delete it too, or a later crash
+        // would find it beyond the segments deleted below, a `sequence-gap` (found by the
+        // simulated disk, test `sim::wal_tests::regressions`).
+        let next = segment_path(&self.wal_dir, self.segment_seq + 1);
+        let mut removed = remove_if_present(&next.with_extension("seg.tmp"))?;
+        removed |= remove_if_present(&next)?;
         if self.segment_seq != start.segment_seq {
-            // Newest first: a crash part-way leaves consecutive segments, not a gap.
-            let created: Vec<u64> = (start.segment_seq + 1..=self.segment_seq).rev().collect();
             let reopened = dma_open_rw(&segment_path(&self.wal_dir, start.segment_seq)).await?;
             let newer = std::mem::replace(&mut self.file, reopened);
             let _ = newer.close().await;
-            for seq in created {
+            // Newest first: a crash part-way leaves consecutive segments, not a gap.
+            for seq in (start.segment_seq + 1..=self.segment_seq).rev() {
                 runtime::remove_file(&segment_path(&self.wal_dir, seq))?;
             }
-            sync_dir(&self.wal_dir).await?;
+            removed = true;
             self.segment_seq = start.segment_seq;
             self.closed.truncate(start.closed);
             self.forget_segments(|seq| seq > start.segment_seq);
@@ -285,12 +288,16 @@ impl WalWriter {
                 // The old segment's sealer was replaced by the deleted one's: no more frames
                 // go into it (zeroing below needs no key).
                 self.sealer = None;
+                sync_dir(&self.wal_dir).await?;
                 self.zero_from_then_close(start.write_offset).await?;
                 self.write_offset = None;
                 self.tail = start.tail;
                 self.last_lsn = start.last_lsn;
                 return Ok(());
             }
+        }
+        if removed {
+            sync_dir(&self.wal_dir).await?;
         }
         self.write_offset = start.write_offset;
         self.tail = start.tail;
@@ -492,6 +499,15 @@ pub(crate) async fn create_segment(
 async fn new_wal_sealer(keys: &TenantKeys) -> io::Result<WalSealer> {
     let sealer = keys.new_sealer().await.map_err(|e| io::Error::other(format!("WAL key: {e}")))?;
     Ok(WalSealer { sealer, next_position: 0 })
+}
+
+/// Removes `path`; `Ok(false)` if there was no such file.
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match runtime::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Writes zeros over `from..to` (both block-aligned) in large chunks.

@@ -260,7 +260,7 @@ fn render_cores(text: &mut Text, cores: &[CoreSnapshot]) {
     let tenant_sum = |f: fn(&TenantSnapshot) -> u64| {
         move |core: &CoreSnapshot| core.tenants.iter().map(f).sum::<u64>()
     };
-    let families: [CoreFamily; 21] = [
+    let families: [CoreFamily; 22] = [
         (
             "pagecore_pages_served_total",
             "counter",
@@ -356,6 +356,12 @@ fn render_cores(text: &mut Text, cores: &[CoreSnapshot]) {
             "counter",
             "Background store work (flush, image set, GC) that failed and will be retried.",
             Box::new(|c| c.store_errors),
+        ),
+        (
+            "pagecore_disk_read_errors_total",
+            "counter",
+            "Layer file reads that failed with an I/O error (answered Internal; the disk, not the data).",
+            Box::new(|c| c.disk_read_errors),
         ),
         (
             "pagecore_slow_requests_total",

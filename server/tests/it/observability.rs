@@ -422,7 +422,7 @@ fn deploy_kit_checks_out() {
                 Command::new(promtool).args(["check", "config"]).arg(&config).output().unwrap();
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
             let said = String::from_utf8_lossy(&output.stdout);
-            assert!(said.contains("SUCCESS: 8 rules found"), "{said}");
+            assert!(said.contains("SUCCESS: 9 rules found"), "{said}");
         }
         None => skip("promtool check config", "promtool", "prometheus"),
     }

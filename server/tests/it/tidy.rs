@@ -1,5 +1,6 @@
-//! Repository rules checked as tests (STYLE S2, S36): crate dependency edges point one way, and
-//! every source module opens with a `//!` paragraph.
+//! Repository rules checked as tests (STYLE S2, S36): crate dependency edges point one way,
+//! every source module opens with a `//!` paragraph, and WAL and layer file I/O goes through
+//! `runtime.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -75,4 +76,24 @@ fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) {
             on_file(&path);
         }
     }
+}
+
+/// All WAL and layer file I/O goes through `server/src/runtime.rs` (ARCHITECTURE.md,
+/// durability invariants): the simulated disk of the crash tests (`server/src/sim.rs`) stands
+/// in for the kernel there, so a direct `std::fs` or glommio file call in these modules would
+/// be I/O the simulation never crashes, tears or fails.
+#[test]
+fn wal_and_layer_file_io_goes_through_the_runtime_module() {
+    let src = workspace_root().join("server/src");
+    let mut offenders = Vec::new();
+    for file in ["wal_io.rs", "layer_io.rs", "store.rs"] {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        for (index, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("std::fs::") || code.contains("glommio::io::") {
+                offenders.push(format!("server/src/{file}:{}: {}", index + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "file I/O outside runtime.rs:\n{}", offenders.join("\n"));
 }
