@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod serve;
+pub mod tls;
 
 mod admin;
 mod conn;
@@ -22,5 +23,6 @@ mod read;
 mod runtime;
 mod store;
 mod timeline;
+mod transport;
 mod wal_io;
 mod watch;

@@ -14,3 +14,4 @@ mod reads;
 mod store;
 mod support;
 mod tidy;
+mod tls;
