@@ -29,6 +29,12 @@ pub struct Conn {
     stream: TcpStream,
     /// The TLS session, for a TLS connection.
     tls: Option<Box<ClientConnection>>,
+    /// Ciphertext read from the socket and not yet passed to rustls (`tls_at..tls_end`):
+    /// rustls reads at most 4 KiB per `read_tls`, so one `read` fills this and rustls is fed
+    /// from memory, not with one syscall per 4 KiB.
+    tls_in: Vec<u8>,
+    tls_at: usize,
+    tls_end: usize,
     input: Vec<u8>,
     start: usize,
     filled: usize,
@@ -63,6 +69,9 @@ impl Conn {
         };
         let mut conn = Conn {
             stream,
+            tls_in: if tls.is_some() { vec![0; INPUT_BYTES] } else { Vec::new() },
+            tls_at: 0,
+            tls_end: 0,
             tls,
             input: vec![0; INPUT_BYTES],
             start: 0,
@@ -177,28 +186,44 @@ impl Conn {
     }
 
     fn read_some_tls(&mut self) -> io::Result<bool> {
-        let tls = self.tls.as_mut().expect("a TLS connection");
-        match tls.read_tls(&mut self.stream) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
-            {
-                return Ok(true)
-            }
-            Err(e) => return Err(e),
-        }
-        tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        loop {
-            self.make_room();
-            let tls = self.tls.as_mut().expect("a TLS connection");
-            match tls.reader().read(&mut self.input[self.filled..]) {
+        if self.tls_at == self.tls_end {
+            match self.stream.read(&mut self.tls_in) {
                 Ok(0) => return Ok(false),
-                Ok(count) => self.filled += count,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Ok(count) => (self.tls_at, self.tls_end) = (0, count),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return Ok(true)
+                }
                 Err(e) => return Err(e),
             }
         }
+        while self.tls_at < self.tls_end {
+            let tls = self.tls.as_mut().expect("a TLS connection");
+            let mut ciphertext = &self.tls_in[self.tls_at..self.tls_end];
+            self.tls_at += tls.read_tls(&mut ciphertext)?;
+            tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            loop {
+                self.make_room();
+                // One socket read can hold more plaintext than the unread tail has room for:
+                // grow (bounded by the staging buffer's size per call), since an empty slice
+                // would read as the end of the stream.
+                if self.input.len() - self.filled < 16 * 1024 {
+                    self.input.resize(self.filled + 64 * 1024, 0);
+                }
+                let tls = self.tls.as_mut().expect("a TLS connection");
+                match tls.reader().read(&mut self.input[self.filled..]) {
+                    Ok(0) => return Ok(false),
+                    Ok(count) => self.filled += count,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Moves unread bytes to the front when the tail is short, and grows the buffer if the

@@ -21,8 +21,9 @@
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, IoSlice, Read as _, Write as _};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -149,7 +150,33 @@ impl io::Write for PollIo<'_, '_> {
         }
     }
 
+    /// rustls hands over its queued records (up to 64) in one call: send them with one
+    /// `sendmsg`, not one `send` per 16 KiB record. If the socket is full, `write` registers
+    /// the waker (glommio's `poll_write` retries the send first).
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Ok(0) };
+        // SAFETY: an all-zero msghdr is valid (no name, no control data).
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads them.
+        message.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+        message.msg_iovlen = bufs.len().min(MAX_IOVECS);
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: the fd is the open socket; the iovecs point into `bufs`, alive for the call.
+        let sent = unsafe { libc::sendmsg(self.tcp.as_raw_fd(), &message, flags) };
+        if let Ok(sent) = usize::try_from(sent) {
+            return Ok(sent);
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => self.write(first),
+            _ => Err(error),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// At most this many iovecs per `sendmsg` (Linux's `UIO_MAXIOV` is 1024; rustls passes <= 64).
+const MAX_IOVECS: usize = 64;
