@@ -97,4 +97,35 @@ PY
 grep -q '^Tag=transaction,' tpcb.hlog || { echo "smoke: tpcb.hlog has no transaction intervals" >&2; exit 1; }
 grep -q '<svg' tpcb.html || { echo "smoke: tpcb.html has no plot" >&2; exit 1; }
 kill -0 "$server_pid" || { cat server.log; echo "smoke: server died during the run" >&2; exit 1; }
+
+# TLS: the same server binary with [tls] on both listeners, certificates from a throwaway CA;
+# the bench connects with --tls-ca / --admin-tls-ca.
+kill "$server_pid"
+wait "$server_pid" || true
+server_pid=
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -keyout ca.key \
+    -out ca.crt -subj "/CN=smoke CA" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+    -out server.csr -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile server.ext -out server.crt 2>/dev/null
+printf '[tls]\ncert_chain_file = "%s"\nprivate_key_file = "%s"\nprotocol = true\nadmin = true\n' \
+    "$work/server.crt" "$work/server.key" >>"$work/pagecore.toml"
+"$PAGECORE" serve --config "$work/pagecore.toml" --data-dir "$work/data-tls" --listen "$ADDR" \
+    --admin-listen "$ADMIN" --log warn >"$work/server-tls.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+    curl -fs --cacert ca.crt --resolve "localhost:${ADMIN##*:}:127.0.0.1" \
+        "https://localhost:${ADMIN##*:}/ready" >/dev/null 2>&1 && break
+    kill -0 "$server_pid" 2>/dev/null || { cat server-tls.log; echo "smoke: TLS server died" >&2; exit 1; }
+    sleep 0.1
+done
+bench --tls-ca ca.crt --admin-tls-ca ca.crt smoke
+bench --tls-ca ca.crt --admin-tls-ca ca.crt init --scale 1 --tenants 1 --state tls-state.json
+bench --tls-ca ca.crt --admin-tls-ca ca.crt run --state tls-state.json -b getpage-uniform -c 2 \
+    --pipeline 4 -T 2 --json tls.json
+check tls.json transaction get_page
+kill -0 "$server_pid" || { cat server-tls.log; echo "smoke: TLS server died during the run" >&2; exit 1; }
 echo "smoke: bench smoke passed"

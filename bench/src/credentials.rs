@@ -1,12 +1,15 @@
 //! Credentials for a server with authentication on (`deploy/README.md`, "Authentication"):
 //! the bench mints its own tenant tokens from the server's token secret and sends the admin
 //! bearer token. Without the options it sends none, as against a development server.
+//! With `--tls-ca` (page protocol) and `--admin-tls-ca` (admin API) it connects over TLS,
+//! trusting that CA and verifying `--tls-server-name` (`deploy/README.md`, "TLS").
 
 use server::admin_client::AdminClient;
 use server::auth::{mint, Secret};
+use server::client::{Client, ClientError, ClientTls};
 use server::proto::Role;
 use std::path::PathBuf;
-use wal::TenantId;
+use wal::{TenantId, TimelineId};
 
 /// How long the tokens the bench mints stay valid: longer than any run.
 const TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -19,6 +22,15 @@ pub struct CredentialArgs {
     /// The server's `auth.admin_token_file`, for the admin API.
     #[arg(long, global = true)]
     pub admin_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust: connect to the page protocol over TLS.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// CA certificate (PEM) to trust: connect to the admin API over HTTPS.
+    #[arg(long, global = true)]
+    pub admin_tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (a DNS name or an IP address).
+    #[arg(long, global = true, default_value = "localhost")]
+    pub tls_server_name: String,
 }
 
 /// The loaded secrets; cheap to clone into worker threads.
@@ -26,6 +38,8 @@ pub struct CredentialArgs {
 pub struct Credentials {
     token_secret: Option<Secret>,
     admin_token: Option<String>,
+    tls: Option<ClientTls>,
+    admin_tls: Option<ClientTls>,
 }
 
 impl Credentials {
@@ -35,13 +49,42 @@ impl Credentials {
             Some(path) => Some(std::fs::read_to_string(path)?.trim().to_string()),
             None => None,
         };
-        Ok(Credentials { token_secret, admin_token })
+        let name = &args.tls_server_name;
+        let tls = args.tls_ca.as_deref().map(|ca| ClientTls::new(ca, name)).transpose()?;
+        let admin_tls =
+            args.admin_tls_ca.as_deref().map(|ca| ClientTls::new(ca, name)).transpose()?;
+        Ok(Credentials { token_secret, admin_token, tls, admin_tls })
     }
 
     pub fn admin(&self, admin_addr: &str) -> AdminClient {
-        match &self.admin_token {
-            Some(token) => AdminClient::with_token(admin_addr, token),
-            None => AdminClient::new(admin_addr),
+        match (&self.admin_tls, &self.admin_token) {
+            (Some(tls), token) => AdminClient::with_tls(admin_addr, tls, token.as_deref()),
+            (None, Some(token)) => AdminClient::with_token(admin_addr, token),
+            (None, None) => AdminClient::new(admin_addr),
+        }
+    }
+
+    /// The TLS settings of the page protocol, if it is TLS.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
+    /// A blocking client with this tenant's token, over TLS if configured.
+    pub fn client(
+        &self,
+        addr: &str,
+        role: Role,
+        (tenant_id, timeline_id): (TenantId, TimelineId),
+        writer_term: u64,
+    ) -> Result<Client, ClientError> {
+        let token = self.token(tenant_id, role);
+        match &self.tls {
+            Some(tls) => {
+                Client::connect_tls(addr, tls, role, tenant_id, timeline_id, writer_term, &token)
+            }
+            None => {
+                Client::connect_with_token(addr, role, tenant_id, timeline_id, writer_term, &token)
+            }
         }
     }
 

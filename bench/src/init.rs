@@ -68,9 +68,8 @@ pub fn run(
     let loaders: Vec<_> = ids
         .into_iter()
         .map(|(tenant_id, timeline_id)| {
-            let (addr, scale) = (addr.to_string(), args.scale);
-            let token = auth.token(tenant_id, Role::Writer);
-            std::thread::spawn(move || load(&addr, &token, tenant_id, timeline_id, scale))
+            let (addr, scale, auth) = (addr.to_string(), args.scale, auth.clone());
+            std::thread::spawn(move || load(&addr, &auth, tenant_id, timeline_id, scale))
         })
         .collect();
     let mut loaded = Vec::new();
@@ -127,15 +126,15 @@ pub fn run(
 /// Loads one tenant; returns what the state file records and the append latencies.
 fn load(
     addr: &str,
-    token: &[u8],
+    auth: &Credentials,
     tenant_id: TenantId,
     timeline_id: TimelineId,
     scale: u64,
 ) -> anyhow::Result<Loaded> {
     let role = Role::Writer;
-    let mut client =
-        Client::connect_with_token(addr, role, tenant_id, timeline_id, INIT_WRITER_TERM, token)
-            .with_context(|| format!("connecting as writer for tenant {tenant_id}"))?;
+    let mut client = auth
+        .client(addr, role, (tenant_id, timeline_id), INIT_WRITER_TERM)
+        .with_context(|| format!("connecting as writer for tenant {tenant_id}"))?;
     let mut lsn = Lsn(client.hello().last_lsn).max(FIRST_LSN);
     let mut recorder = Recorder::default();
     let mut in_flight: VecDeque<Instant> = VecDeque::new();

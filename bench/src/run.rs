@@ -275,15 +275,10 @@ fn connect(
                 .iter()
                 .find(|t| t.timeline_id == ids.timeline_id)
                 .map_or(state.writer_term, |t| t.writer_term);
-            let mut client = Client::connect_with_token(
-                addr,
-                Role::Writer,
-                ids.tenant_id,
-                ids.timeline_id,
-                term.max(state.writer_term),
-                &auth.token(ids.tenant_id, Role::Writer),
-            )
-            .with_context(|| format!("connecting the writer of tenant {}", ids.tenant_id))?;
+            let ids_pair = (ids.tenant_id, ids.timeline_id);
+            let mut client = auth
+                .client(addr, Role::Writer, ids_pair, term.max(state.writer_term))
+                .with_context(|| format!("connecting the writer of tenant {}", ids.tenant_id))?;
             last = last.max(Lsn(client.hello().last_lsn));
             let history_row = Committer::first_history_row(&mut client, last)?;
             let latest = Arc::new(AtomicU64::new(last.0));
@@ -307,7 +302,8 @@ fn connect(
         let tenant = client % tenants.len();
         let ids = &tenants[tenant];
         let token = auth.token(ids.tenant_id, Role::Reader);
-        let conn = Conn::connect(addr, Role::Reader, ids.tenant_id, ids.timeline_id, 0, &token)
+        let tenant_ids = (ids.tenant_id, ids.timeline_id);
+        let conn = Conn::connect(addr, auth.tls(), Role::Reader, tenant_ids, 0, &token)
             .with_context(|| format!("connecting client {client}"))?;
         let known = Lsn(conn.hello.last_lsn);
         if !args.workload.writes() && known.0 > runs[tenant].latest.load(Ordering::Relaxed) {

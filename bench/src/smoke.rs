@@ -5,7 +5,6 @@
 use crate::credentials::Credentials;
 use crate::model::Model;
 use anyhow::{bail, ensure, Context};
-use server::client::Client;
 use server::proto::{Role, Status};
 use wal::{BlockNumber, Delta, Fork, Lsn, PageKey, Record, RecordBody, RelTag, PAGE_SIZE};
 
@@ -16,11 +15,9 @@ pub fn run(addr: &str, admin_addr: &str, auth: &Credentials) -> anyhow::Result<(
     let admin = auth.admin(admin_addr);
     let tenant = admin.create_tenant(None).context("creating tenant")?;
     let timeline = admin.create_timeline(tenant.tenant_id, None).context("creating timeline")?;
-    let token = auth.token(tenant.tenant_id, Role::Writer);
     let (tenant_id, timeline_id) = (tenant.tenant_id, timeline.timeline_id);
     let mut client =
-        Client::connect_with_token(addr, Role::Writer, tenant_id, timeline_id, 1, &token)
-            .context("connecting")?;
+        auth.client(addr, Role::Writer, (tenant_id, timeline_id), 1).context("connecting")?;
     let rel = RelTag { spc_oid: 1663, db_oid: 1, rel_number: 16384, fork: Fork::Main };
     let key = |block| PageKey { rel, block: BlockNumber(block) };
     let mut model = Model::default();

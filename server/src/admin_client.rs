@@ -1,7 +1,10 @@
 //! A blocking client for the admin HTTP API (used by `pagecore` admin commands, the bench and
-//! the tests).
+//! the tests). Plain HTTP, or HTTPS with [`AdminClient::with_tls`] for a server with
+//! `[tls] admin` on.
 
 pub use crate::admin::{TenantInfo, TimelineInfo};
+use crate::tls::ClientTls;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 use wal::{TenantId, TimelineId};
 
@@ -25,6 +28,27 @@ impl AdminClient {
     pub fn new(addr: &str) -> AdminClient {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
         AdminClient { base: format!("http://{addr}"), agent, bearer: None }
+    }
+
+    /// HTTPS to `addr`, trusting `tls`'s CA and verifying its server name (which need not
+    /// resolve: requests go to `addr`). `token`: the admin bearer token, if the server needs one.
+    pub fn with_tls(addr: &str, tls: &ClientTls, token: Option<&str>) -> AdminClient {
+        let target: Vec<_> = addr.to_socket_addrs().map(Iterator::collect).unwrap_or_default();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .tls_config(tls.admin_config())
+            .resolver(move |_: &str| Ok(target.clone()))
+            .build();
+        let port = addr.rsplit_once(':').map_or("443", |(_, port)| port);
+        let host = match tls.server_name() {
+            name if name.contains(':') => format!("[{name}]"), // an IPv6 address
+            name => name,
+        };
+        AdminClient {
+            base: format!("https://{host}:{port}"),
+            agent,
+            bearer: token.map(|token| format!("Bearer {token}")),
+        }
     }
 
     /// Like [`AdminClient::new`], sending `token` as `Authorization: Bearer` on every request.

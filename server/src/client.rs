@@ -4,6 +4,8 @@
 //! are buffered by the `send_*` calls and written by [`Client::flush`] (or by any `recv`); the
 //! server answers in request order, so [`Client::recv`] returns responses in the order sent.
 //! The blocking helpers (`get_page`, `append_wal`, …) send one request and wait for its answer.
+//! [`Client::connect_tls`] speaks the same protocol over TLS ([`ClientTls`]: the CA to trust and
+//! the server name to verify).
 
 use crate::proto::frame::{decode_frame, TAG_PROTOCOL_ERROR};
 use crate::proto::request::{block_list, record_list};
@@ -12,6 +14,8 @@ use crate::proto::{
     Hello, Request, Response, Role, Status, FRAME_HEADER_SIZE, MAX_APPEND_RECORDS, MAX_FRAME_SIZE,
     MAX_GET_PAGES_BLOCKS,
 };
+pub use crate::tls::ClientTls;
+use rustls::{ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use wal::{BlockNumber, Lsn, PageKey, Record, RelTag, TenantId, TimelineId, PAGE_SIZE};
@@ -65,9 +69,45 @@ impl OwnedResponse {
     }
 }
 
+/// The socket, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            // A server closes without `close_notify` when it ends a connection on an error;
+            // frames are length-prefixed, so a cut-off frame is still detected.
+            Stream::Tls(tls) => match tls.read(buf) {
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
 /// One connection to pagecore for one tenant timeline.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     input: Vec<u8>,
     start: usize,
     filled: usize,
@@ -102,6 +142,35 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
+        Client::handshake(Stream::Plain(stream), role, tenant_id, timeline_id, writer_term, token)
+    }
+
+    /// Like [`Client::connect_with_token`], over TLS: fails with the verification error if the
+    /// server's certificate is not signed by `tls`'s CA for its server name.
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        tls: &ClientTls,
+        role: Role,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        writer_term: u64,
+        token: &[u8],
+    ) -> Result<Client, ClientError> {
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
+        let stream = Stream::Tls(Box::new(tls.connect(tcp)?));
+        Client::handshake(stream, role, tenant_id, timeline_id, writer_term, token)
+    }
+
+    /// Sends `Hello` and reads its answer.
+    fn handshake(
+        stream: Stream,
+        role: Role,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        writer_term: u64,
+        token: &[u8],
+    ) -> Result<Client, ClientError> {
         let mut client = Client {
             stream,
             input: vec![0; 64 * 1024],
@@ -127,7 +196,10 @@ impl Client {
 
     /// The underlying socket (for timeouts).
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        match &self.stream {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        }
     }
 
     /// Buffers a request; returns its id.

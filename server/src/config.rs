@@ -51,6 +51,7 @@ pub struct Config {
     pub placement: BTreeMap<String, usize>,
     pub auth: AuthConfig,
     pub encryption: EncryptionConfig,
+    pub tls: TlsConfig,
 }
 
 /// Encryption at rest with customer-managed keys (`server::keys`).
@@ -139,6 +140,7 @@ impl Default for Config {
             placement: BTreeMap::new(),
             auth: AuthConfig::default(),
             encryption: EncryptionConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -277,6 +279,36 @@ pub struct AuthConfig {
     pub(crate) admin_token: Option<Secret>,
 }
 
+/// TLS (`server::tls`; operator guide in `deploy/README.md`, "TLS"). Off unless both files
+/// are set and at least one listener is switched on.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate first, then any intermediates.
+    pub cert_chain_file: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1), readable by pagecore only.
+    pub private_key_file: Option<PathBuf>,
+    /// Serve the page protocol (`listen`) over TLS only.
+    pub protocol: bool,
+    /// Serve the admin API (`admin_listen`) over HTTPS only.
+    pub admin: bool,
+    /// The loaded certificate and key, by [`Config::validate`]; never in the TOML.
+    #[serde(skip)]
+    pub(crate) server: Option<std::sync::Arc<crate::tls::ServerTls>>,
+}
+
+impl TlsConfig {
+    /// The rustls configuration of the page protocol listener, when it uses TLS.
+    pub(crate) fn protocol_config(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.server.as_ref().filter(|_| self.protocol).map(|tls| tls.protocol.clone())
+    }
+
+    /// The rustls configuration of the admin listener, when it uses TLS.
+    pub(crate) fn admin_config(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.server.as_ref().filter(|_| self.admin).map(|tls| tls.admin.clone())
+    }
+}
+
 impl Default for WalConfig {
     fn default() -> Self {
         WalConfig { segment_size_bytes: 16 << 20, max_pending_bytes: 64 << 20 }
@@ -366,6 +398,7 @@ impl Config {
         }
         self.check_encryption()?;
         self.load_secrets()?;
+        self.load_tls()?;
         Ok(self)
     }
 
@@ -392,6 +425,33 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Reads the `[tls]` certificate and key. Half a configuration (a file without the other, a
+    /// listener switched on without files, files no listener uses) is refused rather than
+    /// guessed at: a server that silently starts without TLS would send plaintext.
+    fn load_tls(&mut self) -> Result<(), ConfigError> {
+        let tls = &mut self.tls;
+        let invalid = |why: &str| Err(ConfigError::Invalid { key: "tls", why: why.into() });
+        let (cert, key) = match (&tls.cert_chain_file, &tls.private_key_file) {
+            (None, None) if tls.protocol || tls.admin => {
+                return invalid(
+                    "protocol or admin is on but cert_chain_file and private_key_file are not set",
+                );
+            }
+            (None, None) => return Ok(()),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => return invalid("set both cert_chain_file and private_key_file, or neither"),
+        };
+        if !tls.protocol && !tls.admin {
+            return invalid(
+                "a certificate is set but no listener uses it: set protocol and/or admin",
+            );
+        }
+        let loaded = crate::tls::ServerTls::load(cert, key)
+            .map_err(|error| ConfigError::Invalid { key: "tls", why: error.to_string() })?;
+        tls.server = Some(std::sync::Arc::new(loaded));
         Ok(())
     }
 

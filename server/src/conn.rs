@@ -27,10 +27,8 @@ use crate::proto::response::{begin_ok, encode_error, encode_protocol_error, fini
 use crate::proto::{Frame, Request, Role, Status, MAX_FRAME_SIZE, PROTOCOL_VERSION};
 use crate::read::{self, ReadError, ReadStats};
 use crate::timeline::{AppendError, Timeline};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use crate::transport::Transport;
 use std::io;
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use wal::codec::Writer;
@@ -72,7 +70,7 @@ impl Input {
     }
 
     /// Reads more bytes, making room for a whole frame first. `Ok(0)` = peer closed.
-    pub(crate) async fn read_more(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    pub(crate) async fn read_more(&mut self, stream: &mut Transport) -> io::Result<usize> {
         let unread = self.filled - self.start;
         let wanted = match self.unread().first_chunk::<4>() {
             Some(len) => (4 + u32::from_le_bytes(*len) as usize).min(4 + MAX_FRAME_SIZE),
@@ -101,7 +99,7 @@ impl Input {
 
 /// Reads until a whole first frame is buffered. `Ok(false)`: the peer closed first.
 pub(crate) async fn read_first_frame(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     input: &mut Input,
 ) -> io::Result<bool> {
     loop {
@@ -174,7 +172,7 @@ struct Trace {
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Serves a connection whose first buffered frame is a `Hello` for a tenant this core owns.
-pub(crate) async fn serve(core: Rc<LocalCore>, mut stream: TcpStream, mut input: Input) {
+pub(crate) async fn serve(core: Rc<LocalCore>, mut stream: Transport, mut input: Input) {
     let slot = core.drain.register();
     metrics::connection_opened();
     let mut out = Vec::with_capacity(64 * 1024);
@@ -201,8 +199,8 @@ pub(crate) async fn serve(core: Rc<LocalCore>, mut stream: TcpStream, mut input:
 /// responses, then input is read and dropped until the client closes too (bounded). Closing
 /// with unread input would make the kernel send a reset, which can destroy responses still in
 /// flight.
-async fn linger(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write).await;
+async fn linger(stream: &mut Transport) {
+    let _ = stream.shutdown_write().await;
     let mut sink = [0u8; 4096];
     let _ = glommio::timer::timeout(LINGER, async {
         while let Ok(1..) = stream.read(&mut sink).await {}
@@ -286,7 +284,7 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
 }
 
 /// Writes `out` to the client and empties it.
-async fn write_out(session: &Session, stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+async fn write_out(session: &Session, stream: &mut Transport, out: &mut Vec<u8>) -> io::Result<()> {
     stream.write_all(out).await?;
     metrics::network(0, out.len());
     TenantCounters::add(&session.tenant.bytes_sent, out.len() as u64);
@@ -297,7 +295,7 @@ async fn write_out(session: &Session, stream: &mut TcpStream, out: &mut Vec<u8>)
 async fn serve_requests(
     session: &Session,
     slot: usize,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     input: &mut Input,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
@@ -346,7 +344,7 @@ async fn handle(
     session: &Session,
     frame: &Frame<'_>,
     read_at: Instant,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     let started = Instant::now();
@@ -429,7 +427,7 @@ fn log_slow(session: &Session, trace: &Trace, status: u16, total: Duration, queu
 async fn dispatch(
     session: &Session,
     frame: &Frame<'_>,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     out: &mut Vec<u8>,
     trace: &mut Trace,
 ) -> io::Result<()> {
@@ -582,7 +580,7 @@ fn check_read_lsns(request_lsn: Lsn, not_modified_since: Lsn) -> Result<(), Refu
 async fn wait_for_read(
     session: &Session,
     lsn: Lsn,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     out: &mut Vec<u8>,
     trace: &mut Trace,
 ) -> io::Result<Result<(), Refusal>> {
@@ -597,7 +595,7 @@ async fn wait_for_read(
 async fn wait_lsn(
     session: &Session,
     target: Lsn,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     out: &mut Vec<u8>,
     trace: &mut Trace,
 ) -> io::Result<Result<(), Refusal>> {
@@ -736,7 +734,7 @@ async fn get_pages(
 async fn append(
     session: &Session,
     records: RecordList<'_>,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     out: &mut Vec<u8>,
     trace: &mut Trace,
 ) -> io::Result<Result<Lsn, Refusal>> {

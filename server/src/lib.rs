@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod serve;
+pub mod tls;
 
 mod admin;
 mod conn;
@@ -25,5 +26,6 @@ mod runtime;
 mod sim;
 mod store;
 mod timeline;
+mod transport;
 mod wal_io;
 mod watch;

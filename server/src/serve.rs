@@ -6,6 +6,13 @@
 //! if that is another core, duplicates the socket's fd and sends it with the bytes already read
 //! over the mesh; the owner rebuilds the stream and serves it for its whole life.
 //!
+//! With TLS on the page protocol (`[tls] protocol`), the accepting core also runs the TLS
+//! handshake and decrypts the `Hello`; the handoff then carries the rustls session
+//! (`ServerConnection`, which is `Send`) with the fd and the plaintext already read, and the
+//! owner continues the same session (`tls::stream`). Invariant: a session is used by one core
+//! at a time: the accepting core writes out anything pending and gives the session up before
+//! it sends the handoff, and never touches the socket again.
+//!
 //! Shutdown (SIGTERM or SIGINT), bounded by `shutdown_timeout_ms`: `/ready` turns 503; each
 //! core closes its listener, lets every connection finish the requests it has already read
 //! and closes it (`core::Drain`), waits until its timelines' queued appends are durable, and
@@ -18,8 +25,9 @@ use crate::conn::{self, Input};
 use crate::core::LocalCore;
 use crate::metrics::{exposition::TenantLabels, history::History};
 use crate::runtime::probe_dma;
+use crate::tls::{admin_relay, stream::TlsStream};
+use crate::transport::Transport;
 use anyhow::Context as _;
-use futures_lite::AsyncWriteExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -34,6 +42,8 @@ use std::time::{Duration, Instant};
 struct Handoff {
     fd: RawFd,
     input: Vec<u8>,
+    /// The TLS session, when the connection is TLS.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 /// Capacity of each mesh channel (PLATFORM.md: small meshes can hang under contention).
@@ -50,10 +60,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config)?;
     refuse_if_port_served(config.listen)?;
     crate::keys::ensure_dev_keyring(&config).context("creating the development keyring")?;
-    let admin_server = Arc::new(
-        tiny_http::Server::http(config.admin_listen)
-            .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_listen))?,
-    );
+    let (admin_server, admin_relay) = bind_admin(&config)?;
     let config = Arc::new(config);
     let lifecycle = Arc::new(Lifecycle::new(started));
     let mesh: MeshBuilder<Handoff, Full> = MeshBuilder::full(config.cores, MESH_CAPACITY);
@@ -95,6 +102,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cpus = ?(0..config.cores).map(|c| config.cpu_of(c)).collect::<Vec<_>>(),
         data_dir = %config.data_dir.display(), "pagecore starting");
     log_auth(&config);
+    log_tls(&config);
     let signal = wait_for_termination_signal();
     let stopping = Instant::now();
     lifecycle.shutting_down.store(true, Ordering::Release);
@@ -122,6 +130,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     lifecycle.stopped.store(true, Ordering::Release);
     let _ = sampler_thread.join();
+    if let Some(relay) = admin_relay {
+        relay.stop();
+    }
     admin_server.unblock();
     let _ = admin_thread.join();
     tracing::info!(shutdown_ms = stopping.elapsed().as_millis() as u64, "pagecore stopped");
@@ -219,10 +230,21 @@ async fn serve_mailbox(core: &Rc<LocalCore>, mailbox: &mpsc::Receiver<CoreMessag
 }
 
 async fn accept_loop(core: Rc<LocalCore>, listener: TcpListener, senders: Rc<Senders<Handoff>>) {
+    let tls = core.config.tls.protocol_config();
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
+                let stream = match &tls {
+                    None => Transport::Plain(stream),
+                    Some(tls) => match TlsStream::new(stream, tls.clone()) {
+                        Ok(stream) => Transport::Tls(stream),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot start a TLS session");
+                            continue;
+                        }
+                    },
+                };
                 glommio::spawn_local(route_connection(core.clone(), senders.clone(), stream))
                     .detach();
             }
@@ -238,7 +260,7 @@ async fn accept_loop(core: Rc<LocalCore>, listener: TcpListener, senders: Rc<Sen
 async fn route_connection(
     core: Rc<LocalCore>,
     senders: Rc<Senders<Handoff>>,
-    mut stream: TcpStream,
+    mut stream: Transport,
 ) {
     let mut input = Input::new();
     let hello_timeout = Duration::from_millis(core.config.hello_timeout_ms);
@@ -268,14 +290,24 @@ async fn route_connection(
         conn::serve(core, stream, input).await;
         return;
     }
+    let (tcp, tls) = match stream {
+        Transport::Plain(tcp) => (tcp, None),
+        Transport::Tls(stream) => match stream.into_parts().await {
+            Ok((tcp, session)) => (tcp, Some(session)),
+            Err(error) => {
+                tracing::info!(%error, "connection failed before handoff");
+                return;
+            }
+        },
+    };
     // SAFETY: dup of a valid open fd; the duplicate is owned by the Handoff from here on.
-    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    let fd = unsafe { libc::dup(tcp.as_raw_fd()) };
     if fd < 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "dup for handoff failed");
         return;
     }
-    drop(stream);
-    let handoff = Handoff { fd, input: input.into_unread() };
+    drop(tcp);
+    let handoff = Handoff { fd, input: input.into_unread(), tls };
     if let Err(error) = senders.send_to(owner, handoff).await {
         if let glommio::GlommioError::Closed(glommio::ResourceType::Channel(handoff)) = &error {
             // SAFETY: the fd was not delivered, so we still own it.
@@ -292,7 +324,11 @@ async fn receive_handoffs(core: Rc<LocalCore>, mut receivers: Receivers<Handoff>
         tasks.push(glommio::spawn_local(async move {
             while let Some(handoff) = receiver.recv().await {
                 // SAFETY: the sender dup'ed this fd for us and gave up ownership.
-                let stream = unsafe { TcpStream::from_raw_fd(handoff.fd) };
+                let tcp = unsafe { TcpStream::from_raw_fd(handoff.fd) };
+                let stream = match handoff.tls {
+                    None => Transport::Plain(tcp),
+                    Some(session) => Transport::Tls(TlsStream::from_parts(tcp, session)),
+                };
                 let input = Input::from_bytes(handoff.input);
                 glommio::spawn_local(conn::serve(core.clone(), stream, input)).detach();
             }
@@ -300,6 +336,48 @@ async fn receive_handoffs(core: Rc<LocalCore>, mut receivers: Receivers<Handoff>
     }
     for task in tasks {
         task.await;
+    }
+}
+
+/// Binds the admin API: tiny_http on `admin_listen`, or, with `[tls] admin`, tiny_http on a
+/// Unix socket in the data directory (mode 0600) behind the TLS relay on `admin_listen`.
+fn bind_admin(
+    config: &Config,
+) -> anyhow::Result<(Arc<tiny_http::Server>, Option<admin_relay::AdminRelay>)> {
+    let listen = config.admin_listen;
+    let Some(tls) = config.tls.admin_config() else {
+        let server = tiny_http::Server::http(listen)
+            .map_err(|e| anyhow::anyhow!("binding admin {listen}: {e}"))?;
+        return Ok((Arc::new(server), None));
+    };
+    // The data directory is locked by this process, so a socket left here is our own
+    // previous run's.
+    let socket = config.data_dir.join("admin.sock");
+    match std::fs::remove_file(&socket) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("removing {}", socket.display()));
+        }
+        _ => {}
+    }
+    let server = tiny_http::Server::http_unix(&socket)
+        .map_err(|e| anyhow::anyhow!("binding the admin socket {}: {e}", socket.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", socket.display()))?;
+    let relay = admin_relay::start(listen, socket, tls)
+        .with_context(|| format!("binding admin {listen} (TLS)"))?;
+    Ok((Arc::new(server), Some(relay)))
+}
+
+/// One line on which listeners use TLS.
+fn log_tls(config: &Config) {
+    let tls = &config.tls;
+    let on = |yes: bool| if yes { "tls" } else { "plaintext" };
+    let protocol = on(tls.protocol_config().is_some());
+    let admin = on(tls.admin_config().is_some());
+    match &tls.cert_chain_file {
+        Some(cert) => tracing::info!(protocol, admin, cert = %cert.display(), "TLS configured"),
+        None => tracing::info!(protocol, admin, "TLS is off: no [tls] certificate configured"),
     }
 }
 

@@ -100,3 +100,21 @@ fn limits_have_defaults_and_per_tenant_overrides() {
     let bad = toml::from_str::<Config>("cores = 1\n[limits.tenants.nothex]\n").unwrap().validate();
     assert!(matches!(bad, Err(ConfigError::Invalid { key: "limits.tenants", .. })));
 }
+
+#[test]
+fn tls_is_off_by_default_and_half_settings_are_refused() {
+    let config = Config { cores: 1, ..Config::default() }.validate().unwrap();
+    assert!(config.tls.protocol_config().is_none() && config.tls.admin_config().is_none());
+    for toml in [
+        "[tls]\nprotocol = true\n",
+        "[tls]\ncert_chain_file = \"c.pem\"\nprotocol = true\n",
+        "[tls]\ncert_chain_file = \"c.pem\"\nprivate_key_file = \"k.pem\"\n",
+    ] {
+        let mut config: Config = toml::from_str(toml).unwrap();
+        config.cores = 1;
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid { key: "tls", .. })),
+            "{toml}"
+        );
+    }
+}

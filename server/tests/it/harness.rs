@@ -2,7 +2,7 @@
 //! ports, and speaks the real protocol to it.
 
 use server::admin_client::{AdminClient, TenantInfo};
-use server::client::Client;
+use server::client::{Client, ClientTls};
 use server::proto::Role;
 use std::io::Write;
 use std::net::TcpListener;
@@ -19,6 +19,8 @@ pub struct TestServer {
     config_path: PathBuf,
     log_path: PathBuf,
     starts: usize,
+    /// Set for a server whose admin API is HTTPS (`[tls] admin`): how `admin()` connects.
+    admin_tls: Option<(ClientTls, Option<String>)>,
 }
 
 fn free_port() -> u16 {
@@ -50,7 +52,28 @@ impl TestServer {
         TestServer::start_configured(cores, &top, extra_toml)
     }
 
+    /// Like [`TestServer::start_with`], for a server whose admin API is HTTPS: `admin()` (and
+    /// the readiness wait) trust `tls`'s CA and send `admin_token`, if any.
+    pub fn start_with_admin_tls(
+        cores: usize,
+        extra_toml: &str,
+        tls: ClientTls,
+        admin_token: Option<&str>,
+    ) -> TestServer {
+        let admin_tls = Some((tls, admin_token.map(str::to_string)));
+        TestServer::start_configured_with(cores, "", extra_toml, admin_tls)
+    }
+
     fn start_configured(cores: usize, top_toml: &str, extra_toml: &str) -> TestServer {
+        TestServer::start_configured_with(cores, top_toml, extra_toml, None)
+    }
+
+    fn start_configured_with(
+        cores: usize,
+        top_toml: &str,
+        extra_toml: &str,
+        admin_tls: Option<(ClientTls, Option<String>)>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
@@ -66,8 +89,16 @@ impl TestServer {
         );
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("server.log");
-        let mut server =
-            TestServer { child: None, dir, addr, admin_addr, config_path, log_path, starts: 0 };
+        let mut server = TestServer {
+            child: None,
+            dir,
+            addr,
+            admin_addr,
+            config_path,
+            log_path,
+            starts: 0,
+            admin_tls,
+        };
         server.spawn();
         server
     }
@@ -111,7 +142,10 @@ impl TestServer {
     }
 
     pub fn admin(&self) -> AdminClient {
-        AdminClient::new(&self.admin_addr)
+        match &self.admin_tls {
+            None => AdminClient::new(&self.admin_addr),
+            Some((tls, token)) => AdminClient::with_tls(&self.admin_addr, tls, token.as_deref()),
+        }
     }
 
     /// Stops with SIGTERM (clean shutdown) and waits; panics if the exit is not clean.

@@ -15,3 +15,4 @@ mod reads;
 mod store;
 mod support;
 mod tidy;
+mod tls;
