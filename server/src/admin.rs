@@ -104,6 +104,9 @@ pub struct TenantInfo {
     /// Encryption state of the tenant's keys (never key material).
     #[serde(default)]
     pub keys: KeyInfo,
+    /// Unloaded for being idle (`tenant_idle_unload_secs`); the next `Hello` loads it.
+    #[serde(default)]
+    pub unloaded: bool,
 }
 
 /// A tenant's keys as the admin API shows them: names and generations, never key bytes.

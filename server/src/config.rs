@@ -41,6 +41,9 @@ pub struct Config {
     /// After SIGTERM: how long connections may take to finish the requests they have read
     /// before they are closed regardless.
     pub shutdown_timeout_ms: u64,
+    /// Unload a tenant after this many seconds without a connection (its timelines are
+    /// flushed and closed; the next `Hello` loads it again). 0 = never.
+    pub tenant_idle_unload_secs: u64,
     /// CPU ids the cores are pinned to, core `i` on `cpus[i]`. Empty: CPUs `0..cores`.
     pub cpus: Vec<usize>,
     pub wal: WalConfig,
@@ -132,6 +135,7 @@ impl Default for Config {
             slow_request_ms: 100,
             slow_request_log_per_sec: 20,
             shutdown_timeout_ms: 10_000,
+            tenant_idle_unload_secs: 600,
             cpus: Vec::new(),
             wal: WalConfig::default(),
             store: StoreConfig::default(),

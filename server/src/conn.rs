@@ -178,11 +178,15 @@ pub(crate) async fn serve(core: Rc<LocalCore>, mut stream: Transport, mut input:
     let mut out = Vec::with_capacity(64 * 1024);
     match handshake(&core, &mut input, &mut out).await {
         Some(session) => {
+            let tenant = session.timeline.tenant_id;
+            core.tenant_connection(tenant, true);
             let peer = stream.peer_addr().ok();
             let served = serve_requests(&session, slot, &mut stream, &mut input, &mut out).await;
             if let Err(error) = served {
                 tracing::info!(?peer, %error, "connection ended");
             }
+            drop(session);
+            core.tenant_connection(tenant, false);
         }
         None => {
             let _ = stream.write_all(&out).await;
@@ -232,6 +236,9 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
     }
     if let Some(why) = core.tenant_keys_unavailable(tenant_id) {
         return reject(out, Status::KeyUnavailable, why);
+    }
+    if let Err(why) = core.reactivate(tenant_id).await {
+        return reject(out, Status::Internal, why);
     }
     let Some(timeline) = core.timeline(tenant_id, timeline_id) else {
         return reject(

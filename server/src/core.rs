@@ -107,8 +107,28 @@ struct LocalTenant {
     timelines: BTreeMap<TimelineId, Rc<Timeline>>,
     /// `None`: a plaintext tenant.
     keys: Option<Rc<TenantKeys>>,
-    /// Keys being restored and timelines loaded: requests still get `KeyUnavailable`.
-    restoring: bool,
+    /// Timelines being loaded (a key restore, or reactivating an unloaded tenant): a
+    /// connection waits for it; key checks answer `KeyUnavailable` meanwhile.
+    loading: bool,
+    /// Unloaded for being idle: no timeline open, reloaded by the next `Hello`.
+    unloaded: bool,
+    /// Connections of this tenant open on this core now.
+    connections: usize,
+    /// When the last connection of the tenant closed (or the tenant was loaded).
+    last_active: std::time::Instant,
+}
+
+impl LocalTenant {
+    fn new(timelines: BTreeMap<TimelineId, Rc<Timeline>>, keys: Option<Rc<TenantKeys>>) -> Self {
+        LocalTenant {
+            timelines,
+            keys,
+            loading: false,
+            unloaded: false,
+            connections: 0,
+            last_active: std::time::Instant::now(),
+        }
+    }
 }
 
 fn tenant_dir(config: &Config, tenant: TenantId) -> PathBuf {
@@ -207,9 +227,7 @@ impl LocalCore {
                 Some(keys) if !keys.available() => BTreeMap::new(),
                 _ => self.load_tenant_timelines(tenant_id, keys.as_ref()).await?,
             };
-            self.tenants
-                .borrow_mut()
-                .insert(tenant_id, LocalTenant { timelines, keys, restoring: false });
+            self.tenants.borrow_mut().insert(tenant_id, LocalTenant::new(timelines, keys));
         }
         Ok(())
     }
@@ -239,15 +257,18 @@ impl LocalCore {
     pub(crate) fn tenant_keys_unavailable(&self, tenant: TenantId) -> Option<String> {
         let tenants = self.tenants.borrow();
         let tenant = tenants.get(&tenant)?;
-        if tenant.restoring {
+        if tenant.loading && tenant.unloaded {
+            return None; // reactivating an idle tenant: the connection waits for it
+        }
+        if tenant.loading {
             return Some("the tenant's keys are being restored; retry shortly".into());
         }
         tenant.keys.as_ref()?.unavailable_reason()
     }
 
-    fn set_restoring(&self, tenant_id: TenantId, restoring: bool) {
+    fn set_loading(&self, tenant_id: TenantId, loading: bool) {
         if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
-            tenant.restoring = restoring;
+            tenant.loading = loading;
         }
     }
 
@@ -288,14 +309,14 @@ impl LocalCore {
         let Some(keys) = self.tenants.borrow().get(&tenant_id).and_then(|t| t.keys.clone()) else {
             return Err(format!("tenant {tenant_id} is not encrypted"));
         };
-        let restoring = self.tenants.borrow().get(&tenant_id).is_some_and(|t| t.restoring);
-        if restoring {
+        let loading = self.tenants.borrow().get(&tenant_id).is_some_and(|t| t.loading);
+        if loading {
             return Err(format!("tenant {tenant_id}: a restore is already in progress"));
         }
         if keys.available() {
             return Ok(());
         }
-        self.set_restoring(tenant_id, true);
+        self.set_loading(tenant_id, true);
         let activated = if admin { keys.restore().await } else { keys.activate().await };
         let loaded = match activated {
             Ok(()) => self
@@ -304,12 +325,130 @@ impl LocalCore {
                 .map_err(|e| format!("loading tenant {tenant_id}: {e}")),
             Err(error) => Err(error.to_string()),
         };
-        self.set_restoring(tenant_id, false);
+        self.set_loading(tenant_id, false);
         let timelines = loaded?;
         if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
             tenant.timelines = timelines;
         }
         tracing::info!(tenant = %tenant_id, "tenant keys restored: tenant loaded");
+        Ok(())
+    }
+
+    /// A connection of `tenant` opened (`true`) or closed (`false`): idle unloading counts them.
+    pub(crate) fn tenant_connection(&self, tenant: TenantId, opened: bool) {
+        if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant) {
+            if opened {
+                tenant.connections += 1;
+            } else {
+                tenant.connections = tenant.connections.saturating_sub(1);
+            }
+            tenant.last_active = std::time::Instant::now();
+        }
+    }
+
+    /// Loads a tenant that was unloaded for being idle (the first `Hello` after it). Waits if
+    /// another connection is already loading it. Returns why not, if it cannot be served.
+    pub(crate) async fn reactivate(&self, tenant_id: TenantId) -> Result<(), String> {
+        loop {
+            let (unloaded, loading, keys) = match self.tenants.borrow().get(&tenant_id) {
+                None => return Ok(()),
+                Some(t) => (t.unloaded, t.loading, t.keys.clone()),
+            };
+            if !unloaded {
+                return Ok(());
+            }
+            if loading {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            let started = std::time::Instant::now();
+            self.set_loading(tenant_id, true);
+            let loaded = self.load_tenant_timelines(tenant_id, keys.as_ref()).await;
+            let mut tenants = self.tenants.borrow_mut();
+            let Some(tenant) = tenants.get_mut(&tenant_id) else { return Ok(()) };
+            tenant.loading = false;
+            let timelines = loaded.map_err(|e| format!("loading tenant {tenant_id}: {e}"))?;
+            tenant.timelines = timelines;
+            tenant.unloaded = false;
+            tenant.last_active = std::time::Instant::now();
+            metrics::tenant_reactivated();
+            tracing::info!(tenant = %tenant_id, elapsed_ms = started.elapsed().as_millis() as u64,
+                "idle tenant reactivated");
+            return Ok(());
+        }
+    }
+
+    /// Every second: unloads tenants with no connection for `tenant_idle_unload_secs`: their
+    /// in-memory layers are flushed, timelines stopped (WAL files closed, tasks ended) and
+    /// cached pages dropped; the tenant's directory and keys stay, and the next `Hello` loads
+    /// it again (`reactivate`).
+    pub(crate) async fn unload_idle_forever(self: Rc<Self>) {
+        let idle_secs = self.config.tenant_idle_unload_secs;
+        if idle_secs == 0 {
+            return;
+        }
+        let idle = std::time::Duration::from_secs(idle_secs);
+        loop {
+            glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+            if self.drain.started() {
+                return;
+            }
+            let due: Vec<TenantId> = self
+                .tenants
+                .borrow()
+                .iter()
+                .filter(|(_, t)| {
+                    !t.unloaded
+                        && !t.loading
+                        && t.connections == 0
+                        && !t.timelines.is_empty()
+                        && t.last_active.elapsed() >= idle
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for tenant_id in due {
+                if let Err(why) = self.unload_tenant(tenant_id).await {
+                    tracing::warn!(tenant = %tenant_id, %why, "unloading an idle tenant");
+                }
+            }
+        }
+    }
+
+    async fn unload_tenant(&self, tenant_id: TenantId) -> Result<(), String> {
+        let timelines: Vec<Rc<Timeline>> = match self.tenants.borrow().get(&tenant_id) {
+            Some(t) => t.timelines.values().cloned().collect(),
+            None => return Ok(()),
+        };
+        // Flush first, so reactivation replays little WAL and the segments can go.
+        for timeline in &timelines {
+            if timeline.broken().is_none() {
+                store::run(timeline, Some(store::StoreOp::Flush)).await?;
+            }
+        }
+        // A connection may have arrived while flushing: then the tenant stays.
+        {
+            let mut tenants = self.tenants.borrow_mut();
+            let Some(tenant) = tenants.get_mut(&tenant_id) else { return Ok(()) };
+            if tenant.connections > 0 || tenant.loading {
+                return Ok(());
+            }
+            tenant.timelines.clear();
+            tenant.unloaded = true;
+            tenant.loading = true; // until the timelines below have stopped
+        }
+        for timeline in &timelines {
+            timeline.shutdown().await;
+            while timeline.store_busy.get() {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        drop(timelines);
+        if let Some(cache) = &self.cache {
+            cache.borrow_mut().purge_tenant(tenant_id);
+        }
+        self.set_loading(tenant_id, false);
+        metrics::tenant_unloaded();
+        tracing::info!(tenant = %tenant_id, "idle tenant unloaded");
         Ok(())
     }
 
@@ -532,14 +671,13 @@ impl LocalCore {
         }
         tracing::info!(tenant = %tenant_id, core = self.id, encrypted = keys.is_some(), "tenant created");
         let info_keys = keys.as_ref().map_or_else(plaintext_status, |k| k.status());
-        self.tenants
-            .borrow_mut()
-            .insert(tenant_id, LocalTenant { timelines: BTreeMap::new(), keys, restoring: false });
+        self.tenants.borrow_mut().insert(tenant_id, LocalTenant::new(BTreeMap::new(), keys));
         AdminReply::Tenant(TenantInfo {
             tenant_id,
             core: self.id,
             timelines: Vec::new(),
             keys: info_keys,
+            unloaded: false,
         })
     }
 
@@ -624,10 +762,11 @@ impl LocalCore {
                     None => plaintext_status(),
                     Some(keys) => {
                         let mut status = keys.status();
-                        status.available &= !tenant.restoring;
+                        status.available &= !tenant.loading;
                         status
                     }
                 },
+                unloaded: tenant.unloaded,
             })
             .collect()
     }

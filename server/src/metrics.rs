@@ -261,6 +261,8 @@ pub(crate) struct LocalMetrics {
     layer_bytes: [Cell<u64>; 2],
     store_errors: Cell<u64>,
     disk_read_errors: Cell<u64>,
+    tenants_unloaded: Cell<u64>,
+    tenants_reactivated: Cell<u64>,
     slow_requests: Cell<u64>,
     slow_logged: Cell<u32>,
     slow_window: Cell<Option<Instant>>,
@@ -288,6 +290,8 @@ impl LocalMetrics {
             layer_bytes: [const { Cell::new(0) }; 2],
             store_errors: Cell::new(0),
             disk_read_errors: Cell::new(0),
+            tenants_unloaded: Cell::new(0),
+            tenants_reactivated: Cell::new(0),
             slow_requests: Cell::new(0),
             slow_logged: Cell::new(0),
             slow_window: Cell::new(None),
@@ -385,6 +389,16 @@ pub(crate) fn layer_written(image: bool, bytes: usize) {
 /// Background store work (flush, image set, GC) failed and will be retried.
 pub(crate) fn store_error() {
     LOCAL.with(|m| bump(&m.store_errors, 1));
+}
+
+/// An idle tenant was unloaded.
+pub(crate) fn tenant_unloaded() {
+    LOCAL.with(|m| bump(&m.tenants_unloaded, 1));
+}
+
+/// An unloaded tenant was loaded again by a `Hello`.
+pub(crate) fn tenant_reactivated() {
+    LOCAL.with(|m| bump(&m.tenants_reactivated, 1));
 }
 
 /// A layer payload read failed with an I/O error (the disk, not the bytes: those are `Corrupt`).
@@ -534,6 +548,8 @@ pub(crate) struct CoreSnapshot {
     pub(crate) layer_bytes: [u64; 2],
     pub(crate) store_errors: u64,
     pub(crate) disk_read_errors: u64,
+    pub(crate) tenants_unloaded: u64,
+    pub(crate) tenants_reactivated: u64,
     pub(crate) slow_requests: u64,
     /// The core's buffer cache, if one is configured.
     pub(crate) cache: Option<cache::CacheStats>,
@@ -576,6 +592,8 @@ pub(crate) fn local_snapshot(core: usize) -> CoreSnapshot {
             layer_bytes: pair(&m.layer_bytes),
             store_errors: m.store_errors.get(),
             disk_read_errors: m.disk_read_errors.get(),
+            tenants_unloaded: m.tenants_unloaded.get(),
+            tenants_reactivated: m.tenants_reactivated.get(),
             slow_requests: m.slow_requests.get(),
             cache: None,
             tenants: Vec::new(),

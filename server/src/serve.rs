@@ -153,6 +153,7 @@ async fn core_main(
     let core = Rc::new(LocalCore::new(id, Rc::new((*config).clone())));
     core.load_tenants().await.context("loading tenants")?;
     let key_checks = glommio::spawn_local(core.clone().check_keys_forever());
+    let unloads = glommio::spawn_local(core.clone().unload_idle_forever());
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     let (senders, receivers) =
@@ -169,6 +170,7 @@ async fn core_main(
     serve_mailbox(&core, &mailbox).await;
     drop(acceptor);
     drop(key_checks);
+    drop(unloads);
     // Keep answering admin commands (metrics, the dashboard) while the core winds down.
     let stop = stop_core(&core, handoffs);
     futures_lite::future::or(stop, async {

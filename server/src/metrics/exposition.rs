@@ -260,7 +260,7 @@ fn render_cores(text: &mut Text, cores: &[CoreSnapshot]) {
     let tenant_sum = |f: fn(&TenantSnapshot) -> u64| {
         move |core: &CoreSnapshot| core.tenants.iter().map(f).sum::<u64>()
     };
-    let families: [CoreFamily; 22] = [
+    let families: [CoreFamily; 24] = [
         (
             "pagecore_pages_served_total",
             "counter",
@@ -362,6 +362,18 @@ fn render_cores(text: &mut Text, cores: &[CoreSnapshot]) {
             "counter",
             "Layer file reads that failed with an I/O error (answered Internal; the disk, not the data).",
             Box::new(|c| c.disk_read_errors),
+        ),
+        (
+            "pagecore_tenants_unloaded_total",
+            "counter",
+            "Idle tenants unloaded (tenant_idle_unload_secs without a connection).",
+            Box::new(|c| c.tenants_unloaded),
+        ),
+        (
+            "pagecore_tenants_reactivated_total",
+            "counter",
+            "Unloaded tenants loaded again by a Hello.",
+            Box::new(|c| c.tenants_reactivated),
         ),
         (
             "pagecore_slow_requests_total",

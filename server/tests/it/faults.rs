@@ -242,7 +242,10 @@ fn an_unreadable_layer_file_answers_an_io_error_and_reads_again_when_the_disk_do
             return;
         }
     };
-    let mut server = TestServer::start_in(1, &disk.mount.join("data"), "");
+    // Plaintext tenants: the damaged block is found in the disk image by the page's bytes.
+    // (Encrypted layers take the same read path; their I/O errors are the same `Internal`.)
+    let plaintext = "[encryption]\nprovider = \"none\"\n";
+    let mut server = TestServer::start_in(1, &disk.mount.join("data"), plaintext);
     let (victim, victim_timeline) = server.create_tenant();
     let (other, other_timeline) = server.create_tenant();
     let mut rng = Rng::seeded(0xE10);

@@ -14,5 +14,6 @@ mod observability;
 mod reads;
 mod store;
 mod support;
+mod tenants;
 mod tidy;
 mod tls;
