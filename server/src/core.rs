@@ -329,6 +329,9 @@ impl LocalCore {
         let timelines = loaded?;
         if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
             tenant.timelines = timelines;
+            // Loaded now, whether or not it had been unloaded for being idle before.
+            tenant.unloaded = false;
+            tenant.last_active = std::time::Instant::now();
         }
         tracing::info!(tenant = %tenant_id, "tenant keys restored: tenant loaded");
         Ok(())

@@ -66,3 +66,33 @@ fn an_idle_tenant_is_unloaded_and_a_hello_brings_it_back() {
     busy_conn.ping().unwrap();
     server.assert_log_clean(&[]);
 }
+
+#[test]
+fn a_revoked_idle_tenant_is_loaded_once_by_its_restore() {
+    let server = TestServer::start_with_top(1, "tenant_idle_unload_secs = 1\n");
+    let (tenant, timeline) = server.create_tenant();
+    let tenant = tenant.tenant_id;
+    let records: Vec<_> = (0..4).map(|b| image(0x10 + u64::from(b), b, 3)).collect();
+    server.connect(Role::Writer, tenant, timeline, 1).append_wal(&records).unwrap();
+    let started = Instant::now();
+    while !server.admin().tenant(tenant).unwrap().unloaded {
+        assert!(started.elapsed() < Duration::from_secs(10), "the idle tenant was not unloaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key_op = |op: &str| {
+        let url = format!("http://{}/v1/tenants/{tenant}/keys/{op}", server.admin_addr);
+        ureq::post(&url).call().unwrap_or_else(|e| panic!("{op}: {e}"));
+    };
+    key_op("revoke");
+    key_op("restore");
+    let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
+    let last = Lsn(0x13);
+    for record in &records {
+        let RecordBody::Image(page) = &record.body else { unreachable!() };
+        assert!(reader.get_page(record.key, last, last).unwrap()[..] == page[..]);
+    }
+    // Opened when created and when restored; the Hello found it loaded (two timeline objects
+    // on one WAL directory would be a second writer).
+    let opened = server.log().matches(&format!("timeline recovered tenant={tenant}")).count();
+    assert_eq!(opened, 2, "{}", server.log());
+}
