@@ -93,6 +93,38 @@ fn pipelined_requests_are_answered_in_order() {
     }
 }
 
+/// A client that pipelines far more answers than the socket buffers hold and does not read
+/// them stalls only itself: the server writes what the socket takes, stops handling (and
+/// reading) that connection's requests while its bounded output waits, serves other
+/// connections meanwhile, and answers everything in order once the client reads.
+#[test]
+fn a_client_that_does_not_read_its_answers_is_paused_in_order() {
+    let server = TestServer::start(1);
+    let (tenant, timeline) = server.create_tenant();
+    let mut writer = server.connect(Role::Writer, tenant.tenant_id, timeline, 1);
+    let records: Vec<_> = (0..8).map(|b| image(0x100 + u64::from(b), b, u64::from(b))).collect();
+    writer.append_wal(&records).unwrap();
+    let mut stalled = server.connect(Role::Reader, tenant.tenant_id, timeline, 0);
+    // 2,000 answers are 16 MB, more than loopback's socket buffers take.
+    let ids: Vec<u64> =
+        (0..2000u32).map(|i| stalled.send_get_page(key(i % 8), Lsn(0x200), Lsn(0x107))).collect();
+    stalled.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = server.connect(Role::Reader, tenant.tenant_id, timeline, 0);
+    let started = Instant::now();
+    let page = other.get_page(key(3), Lsn(0x200), Lsn(0x107)).unwrap();
+    assert_eq!(page[..], image(0, 3, 3).encoded_image()[..]);
+    assert!(started.elapsed() < Duration::from_secs(1), "another connection was held up");
+    for (i, id) in ids.into_iter().enumerate() {
+        let response = stalled.recv().unwrap();
+        assert_eq!(response.request_id, id);
+        assert_eq!(response.status, Status::Ok);
+        let block = i as u32 % 8;
+        assert_eq!(response.body[..], image(0, block, u64::from(block)).encoded_image()[..]);
+    }
+    server.assert_log_clean(&[]);
+}
+
 trait ImageBytes {
     fn encoded_image(&self) -> Vec<u8>;
 }
