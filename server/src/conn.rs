@@ -4,8 +4,11 @@
 //! tenant, hands the socket over (see `serve.rs`); from then on the owner core alone serves the
 //! connection. Requests are processed in arrival order and responses are written in the same
 //! order (PROTOCOL.md, "Pipelining"); all responses produced from one read are written with one
-//! `write`. Before a request waits (for an LSN, or for a group commit), the responses already
-//! produced are written so earlier requests are not held back.
+//! `write`, up to [`OUTPUT_FLUSH_BYTES`]: at that size the output is written before the next
+//! request is handled, which bounds it and pushes back on a client that does not read. Before a
+//! request waits (for an LSN, or for a group commit), the responses already produced are
+//! written so earlier requests are not held back. A cache hit goes from its frame into the
+//! output with one copy (`read::cached_page`).
 //!
 //! Errors: a request that is well framed but wrong is answered in-band and the connection goes
 //! on; broken framing gets a `ProtocolError` frame and the connection is closed.
