@@ -12,7 +12,7 @@
 use crate::layer_io::{join_all, LayerFile, LayerReadError};
 use crate::timeline::Timeline;
 use cache::layer::{aligned_span, IndexEntry, LayerKind};
-use cache::{CacheKey, PageBody};
+use cache::{CacheKey, FrameRef, PageBody};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -131,6 +131,18 @@ pub(crate) fn cached_page(
     let page = cache.get(&cache_key, lsn)?;
     use_page(page);
     Some(ReadStats { cache_hit: true, ..ReadStats::default() })
+}
+
+/// [`cached_page`] without the copy: where the cached page is, for a connection that sends it
+/// straight from its frame. The [`FrameRef`] resolves only until the cache next changes.
+pub(crate) fn cached_frame(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+) -> Option<(FrameRef, ReadStats)> {
+    let cache = timeline.cache.as_ref()?;
+    let frame = cache.borrow_mut().get_ref(&cache_key(timeline, key), lsn)?;
+    Some((frame, ReadStats { cache_hit: true, ..ReadStats::default() }))
 }
 
 fn cache_key(timeline: &Timeline, key: PageKey) -> CacheKey {
