@@ -7,8 +7,9 @@
 //! `write`, up to [`OUTPUT_FLUSH_BYTES`]: at that size the output is written before the next
 //! request is handled, which bounds it and pushes back on a client that does not read. Before a
 //! request waits (for an LSN, or for a group commit), the responses already produced are
-//! written so earlier requests are not held back. A cache hit goes from its frame into the
-//! output with one copy (`read::cached_page`).
+//! written so earlier requests are not held back. A cache hit's page is not copied into the
+//! output: it is sent from its cache frame (`pending_frames.rs`, which also says when pending
+//! frames must be sent or copied first).
 //!
 //! Errors: a request that is well framed but wrong is answered in-band and the connection goes
 //! on; broken framing gets a `ProtocolError` frame and the connection is closed.
