@@ -189,6 +189,19 @@ pub struct BufferCache {
     policy: Policy,
     tenants: TenantTable,
     stats: CacheStats,
+    /// Bumped whenever a frame's bytes may change or its entry is released; a [`FrameRef`]
+    /// taken at another epoch no longer resolves.
+    frame_epoch: u64,
+}
+
+/// Where a cache hit's bytes are, for a caller that sends them later without copying them out
+/// first (the server writes frames straight to a socket). It resolves through
+/// [`BufferCache::frame`] only while no frame has changed since the hit; it is no borrow, so
+/// the caller must use it before anything can insert, invalidate or purge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef {
+    index: u32,
+    epoch: u64,
 }
 
 impl BufferCache {
@@ -208,6 +221,7 @@ impl BufferCache {
             policy: Policy::new(policy, frames),
             tenants: TenantTable::new(),
             stats: CacheStats::default(),
+            frame_epoch: 0,
         }
     }
 
@@ -220,6 +234,26 @@ impl BufferCache {
     /// probe and a walk of the key's chain, which stops at the first version not newer than
     /// `lsn`).
     pub fn get(&mut self, key: &CacheKey, lsn: Lsn) -> Option<&[u8; PAGE_SIZE]> {
+        let at = self.hit(key, lsn)?;
+        Some(&self.frames[at as usize])
+    }
+
+    /// [`get`](Self::get), returning where the page is instead of borrowing it: counts and
+    /// touches exactly as `get` does.
+    pub fn get_ref(&mut self, key: &CacheKey, lsn: Lsn) -> Option<FrameRef> {
+        let at = self.hit(key, lsn)?;
+        Some(FrameRef { index: at, epoch: self.frame_epoch })
+    }
+
+    /// The bytes `frame` refers to, if no frame changed since that hit (`None` otherwise: the
+    /// frame may hold another page by now).
+    pub fn frame(&self, frame: FrameRef) -> Option<&[u8; PAGE_SIZE]> {
+        (frame.epoch == self.frame_epoch).then(|| &self.frames[frame.index as usize])
+    }
+
+    /// The entry holding `key`'s version valid at `lsn`, counted as a hit and touched; or a
+    /// counted miss.
+    fn hit(&mut self, key: &CacheKey, lsn: Lsn) -> Option<u32> {
         let hash = key_hash(key);
         let mut at = match self.find(hash, key) {
             Some(pos) => self.index.head(pos),
@@ -251,7 +285,7 @@ impl BufferCache {
         self.policy.touched(at);
         self.stats.hits += 1;
         self.tenants.row_mut(entry.tenant_row).hits += 1;
-        Some(&self.frames[at as usize])
+        Some(at)
     }
 
     /// Caches `page` as the version of `key` valid over `[valid_from, valid_to)` (`valid_to ==
@@ -276,6 +310,8 @@ impl BufferCache {
         page: &[u8; PAGE_SIZE],
     ) {
         assert!(valid_from < valid_to, "insert of an empty validity range");
+        // Every path below may rewrite a frame (replace, or fill after an eviction).
+        self.frame_epoch += 1;
         let hash = key_hash(key);
         let row = self.tenants.row_of(key.tenant);
         self.stats.inserts += 1;
@@ -473,6 +509,7 @@ impl BufferCache {
     /// Unlinks live entry `at` (already detached from the policy) from its chain and the index,
     /// counts why, and frees it.
     fn release(&mut self, at: u32, why: Release) {
+        self.frame_epoch += 1;
         let entry = self.entries[at as usize];
         assert!(entry.live, "release of a free entry");
         let pos = self.find(entry.hash, &entry.key).expect("a live entry's key is indexed");

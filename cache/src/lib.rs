@@ -12,6 +12,6 @@ pub mod layer;
 pub mod memory_layer;
 pub mod rels;
 
-pub use buffer::{BufferCache, CacheKey, CacheStats, PolicyKind};
+pub use buffer::{BufferCache, CacheKey, CacheStats, FrameRef, PolicyKind};
 pub use memory_layer::{redo, InMemoryLayer, LayerStats, PageBody, Version};
 pub use rels::RelSizes;

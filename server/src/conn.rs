@@ -4,8 +4,12 @@
 //! tenant, hands the socket over (see `serve.rs`); from then on the owner core alone serves the
 //! connection. Requests are processed in arrival order and responses are written in the same
 //! order (PROTOCOL.md, "Pipelining"); all responses produced from one read are written with one
-//! `write`. Before a request waits (for an LSN, or for a group commit), the responses already
-//! produced are written so earlier requests are not held back.
+//! `write`, up to [`OUTPUT_FLUSH_BYTES`]: at that size the output is written before the next
+//! request is handled, which bounds it and pushes back on a client that does not read. Before a
+//! request waits (for an LSN, or for a group commit), the responses already produced are
+//! written so earlier requests are not held back. A cache hit's page is not copied into the
+//! output: it is sent from its cache frame (`pending_frames.rs`, which also says when pending
+//! frames must be sent or copied first).
 //!
 //! Errors: a request that is well framed but wrong is answered in-band and the connection goes
 //! on; broken framing gets a `ProtocolError` frame and the connection is closed.
@@ -18,16 +22,22 @@
 //! Shutdown: once the core's drain started, a connection answers every request it has read,
 //! writes the answers and closes (`core::Drain`).
 
+mod pending_frames;
+
 use crate::auth;
 use crate::core::LocalCore;
 use crate::metrics::{self, Op, RequestKind, TenantCounters};
 use crate::proto::frame::{decode_frame, Tag, FRAME_HEADER_SIZE, TAG_PROTOCOL_ERROR};
 use crate::proto::request::{BlockList, Hello, RecordList};
-use crate::proto::response::{begin_ok, encode_error, encode_protocol_error, finish, HelloOk};
+use crate::proto::response::{
+    begin_ok, encode_error, encode_protocol_error, finish, finish_before_page, HelloOk,
+};
 use crate::proto::{Frame, Request, Role, Status, MAX_FRAME_SIZE, PROTOCOL_VERSION};
 use crate::read::{self, ReadError, ReadStats};
 use crate::timeline::{AppendError, Timeline};
 use crate::transport::Transport;
+use pending_frames::PendingFrames;
+use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -37,6 +47,12 @@ use wal::{Lsn, PageKey, RelTag, PAGE_SIZE};
 /// Initial input buffer per connection; grows (once) up to one maximum frame if a client sends
 /// large frames.
 const INITIAL_INPUT_BYTES: usize = 64 * 1024;
+
+/// Once this many response bytes wait in `out`, they are written before the next request is
+/// handled. All the answers to one read still go out in one `write` up to this size (32
+/// pipelined GetPages make 256 KiB, and a larger write saves little per byte); above it, `out`
+/// stays below this bound plus one response, however many requests one read brought.
+pub(crate) const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
 
 /// Bytes read from a connection and not yet consumed.
 pub(crate) struct Input {
@@ -147,6 +163,9 @@ struct Session {
     lsn_wait: Duration,
     /// Requests at least this slow are logged; `None`: off.
     slow: Option<Duration>,
+    /// Cached pages answered but not yet written, sent from their frames by `write_out`
+    /// (`pending_frames.rs`). Borrowed only between awaits.
+    pending: RefCell<PendingFrames>,
 }
 
 /// Where one request's time went, for metrics and the slow-request log. Lives on the stack.
@@ -278,6 +297,7 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
     let slow = (slow_ms > 0).then(|| Duration::from_millis(slow_ms));
     let tenant = core.tenant_counters(tenant_id);
     let limits = core.tenant_limiter(tenant_id);
+    let pending = RefCell::new(PendingFrames::new(timeline.cache.clone()));
     Some(Session {
         core: core.clone(),
         limits,
@@ -287,16 +307,41 @@ async fn handshake(core: &Rc<LocalCore>, input: &mut Input, out: &mut Vec<u8>) -
         writer_term,
         lsn_wait,
         slow,
+        pending,
     })
 }
 
-/// Writes `out` to the client and empties it.
+/// Writes `out` (with the pending cached pages in their places) to the client and empties it.
 async fn write_out(session: &Session, stream: &mut Transport, out: &mut Vec<u8>) -> io::Result<()> {
-    stream.write_all(out).await?;
-    metrics::network(0, out.len());
-    TenantCounters::add(&session.tenant.bytes_sent, out.len() as u64);
+    let total = out.len() + session.pending.borrow().bytes();
+    let mut sent = 0;
+    {
+        let mut pending = session.pending.borrow_mut();
+        if !pending.is_empty() {
+            // Straight from the frames while the socket takes it; what it does not take is
+            // copied into `out` before the await below (no frame reference crosses an await).
+            // Over TLS nothing goes straight: the pages are copied in and encrypted with `out`.
+            if let Some(fd) = stream.plain_fd() {
+                sent = pending.try_send(fd, out)?;
+            }
+            if sent < total {
+                pending.materialize(out);
+            }
+            pending.clear();
+        }
+    }
+    if sent < total {
+        stream.write_all(&out[sent..]).await?;
+    }
+    metrics::network(0, total);
+    TenantCounters::add(&session.tenant.bytes_sent, total as u64);
     out.clear();
     Ok(())
+}
+
+/// Bytes owed to the client: `out` plus the pending cached pages.
+fn output_bytes(session: &Session, out: &[u8]) -> usize {
+    out.len() + session.pending.borrow().bytes()
 }
 
 async fn serve_requests(
@@ -313,16 +358,22 @@ async fn serve_requests(
                 Ok(Some((frame, used))) => {
                     handle(session, &frame, read_at, stream, out).await?;
                     input.consume(used);
+                    if output_bytes(session, out) >= OUTPUT_FLUSH_BYTES {
+                        // Backpressure: a client that does not read its answers stops us here,
+                        // before more of its requests are handled or read.
+                        write_out(session, stream, out).await?;
+                    }
                 }
                 Ok(None) => break,
                 Err(error) => {
+                    session.pending.borrow_mut().materialize(out);
                     encode_protocol_error(out, format_args!("{error}"));
                     stream.write_all(out).await?;
                     return Err(io::Error::new(io::ErrorKind::InvalidData, error));
                 }
             }
         }
-        if !out.is_empty() {
+        if output_bytes(session, out) > 0 {
             write_out(session, stream, out).await?;
         }
         if session.core.drain.started() {
@@ -447,6 +498,12 @@ async fn dispatch(
             return Ok(());
         }
     };
+    if !matches!(request, Request::GetPage { .. }) {
+        // These may await before writing, or change the cache (a GetPages miss inserts): no
+        // frame reference may be pending across either (`pending_frames.rs`).
+        session.pending.borrow_mut().materialize(out);
+        trace.response_at = out.len();
+    }
     trace.kind = match request {
         Request::Ping => RequestKind::Ping,
         Request::Hello(_) => RequestKind::Invalid,
@@ -613,7 +670,7 @@ async fn wait_lsn(
     if let Some(why) = applied.failure() {
         return Ok(Err((Status::Internal, why)));
     }
-    if !out.is_empty() {
+    if output_bytes(session, out) > 0 {
         write_out(session, stream, out).await?;
         trace.written_before = true;
     }
@@ -646,13 +703,46 @@ async fn get_page(
     out: &mut Vec<u8>,
     trace: &mut Trace,
 ) {
+    let timeline = &session.timeline;
+    if let Err(error) = read::check_page(timeline, key, lsn) {
+        let (status, message) = read_refusal(error);
+        encode_error(out, response_tag, id, status, format_args!("{key}: {message}"));
+        return;
+    }
     let start = begin_ok(out, response_tag, id);
-    let page_at = out.len();
-    out.resize(page_at + PAGE_SIZE, 0);
-    let page: &mut [u8; PAGE_SIZE] = (&mut out[page_at..]).try_into().expect("exactly one page");
-    match read::get_page(&session.timeline, key, lsn, page).await {
+    let read = if session.pending.borrow().is_full() {
+        read_checked_into(timeline, key, lsn, out).await
+    } else if let Some((frame, stats)) = read::cached_frame(timeline, key, lsn) {
+        // A hit: the page is sent from its frame by `write_out`, copied once, by the kernel.
+        finish_before_page(out, start);
+        session.pending.borrow_mut().push(out.len(), frame);
+        count_read(timeline, stats, trace);
+        return;
+    } else {
+        // The rebuild awaits and inserts into the cache: nothing may be pending across it.
+        let before = out.len();
+        session.pending.borrow_mut().materialize(out);
+        let moved = out.len() - before;
+        trace.response_at += moved;
+        let start = start + moved;
+        let result = rebuild_into(timeline, key, lsn, out).await;
+        return answer_page(timeline, result, (start, response_tag, id, key), out, trace);
+    };
+    answer_page(timeline, read, (start, response_tag, id, key), out, trace);
+}
+
+/// Completes the GetPage response begun at `start` with the page `read` put after it, or
+/// replaces it with the error.
+fn answer_page(
+    timeline: &Timeline,
+    read: Result<ReadStats, ReadError>,
+    (start, response_tag, id, key): (usize, u8, u64, PageKey),
+    out: &mut Vec<u8>,
+    trace: &mut Trace,
+) {
+    match read {
         Ok(stats) => {
-            count_read(&session.timeline, stats, trace);
+            count_read(timeline, stats, trace);
             finish(out, start)
         }
         Err(error) => {
@@ -721,21 +811,57 @@ async fn get_pages(
         out.put_u16(Status::Ok as u16);
         out.put_u16(0);
         let page_at = out.len();
-        out.resize(page_at + PAGE_SIZE, 0);
-        let page: &mut [u8; PAGE_SIZE] =
-            (&mut out[page_at..]).try_into().expect("exactly one page");
-        let status =
-            match read::get_page(&session.timeline, PageKey { rel, block }, lsn, page).await {
-                Ok(stats) => {
-                    count_read(&session.timeline, stats, trace);
-                    continue;
-                }
-                Err(error) => read_refusal(error).0,
-            };
+        let status = match read_into(&session.timeline, PageKey { rel, block }, lsn, out).await {
+            Ok(stats) => {
+                count_read(&session.timeline, stats, trace);
+                continue;
+            }
+            Err(error) => read_refusal(error).0,
+        };
         out.truncate(page_at);
         out[entry_at..entry_at + 2].copy_from_slice(&(status as u16).to_le_bytes());
     }
     finish(out, start);
+}
+
+/// Appends page `key` as of `lsn` to `out`: on a cache hit the frame is copied into `out` once,
+/// with no zero-fill before it (the profile of the cached path showed both the copy and a
+/// `resize` memset); a miss rebuilds the page in place. On an error `out` may hold part of a
+/// page; the caller truncates.
+async fn read_into(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    out: &mut Vec<u8>,
+) -> Result<ReadStats, ReadError> {
+    read::check_page(timeline, key, lsn)?;
+    read_checked_into(timeline, key, lsn, out).await
+}
+
+/// [`read_into`] after `read::check_page` passed.
+async fn read_checked_into(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    out: &mut Vec<u8>,
+) -> Result<ReadStats, ReadError> {
+    if let Some(stats) = read::cached_page(timeline, key, lsn, |page| out.extend_from_slice(page)) {
+        return Ok(stats);
+    }
+    rebuild_into(timeline, key, lsn, out).await
+}
+
+/// Appends page `key` as of `lsn`, rebuilt from the layers (the cache missed).
+async fn rebuild_into(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    out: &mut Vec<u8>,
+) -> Result<ReadStats, ReadError> {
+    let page_at = out.len();
+    out.resize(page_at + PAGE_SIZE, 0);
+    let page: &mut [u8; PAGE_SIZE] = (&mut out[page_at..]).try_into().expect("exactly one page");
+    read::rebuild_page(timeline, key, lsn, page).await
 }
 
 async fn append(
@@ -763,7 +889,7 @@ async fn append(
         Ok(accepted) => accepted,
         Err(refusal) => return Ok(Err(append_refusal(refusal))),
     };
-    if !out.is_empty() {
+    if output_bytes(session, out) > 0 {
         write_out(session, stream, out).await?;
         trace.written_before = true;
     }

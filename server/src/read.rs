@@ -12,7 +12,7 @@
 use crate::layer_io::{join_all, LayerFile, LayerReadError};
 use crate::timeline::Timeline;
 use cache::layer::{aligned_span, IndexEntry, LayerKind};
-use cache::{CacheKey, PageBody};
+use cache::{CacheKey, FrameRef, PageBody};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -95,30 +95,73 @@ pub(crate) async fn get_page(
     lsn: Lsn,
     out: &mut [u8; PAGE_SIZE],
 ) -> Result<ReadStats, ReadError> {
+    check_page(timeline, key, lsn)?;
+    if let Some(stats) = cached_page(timeline, key, lsn, |page| out.copy_from_slice(page)) {
+        return Ok(stats);
+    }
+    rebuild_page(timeline, key, lsn, out).await
+}
+
+/// Refuses a read of `key` at `lsn` that cannot be answered with a page: below the retention
+/// horizon, of a relation that does not exist, or beyond its end. The first step of every
+/// page read; [`cached_page`] and [`rebuild_page`] assume it passed.
+pub(crate) fn check_page(timeline: &Timeline, key: PageKey, lsn: Lsn) -> Result<(), ReadError> {
     check_horizon(timeline, lsn)?;
     match rel_size(timeline, key.rel, lsn) {
-        None => {
-            return Err(ReadError::NotFound(format!(
-                "relation {} does not exist at {lsn}",
-                key.rel
-            )))
-        }
-        Some(nblocks) if key.block.0 >= nblocks => {
-            return Err(ReadError::NotFound(format!(
-                "block {} is beyond the end of relation {} ({nblocks} blocks) at {lsn}",
-                key.block, key.rel
-            )))
-        }
-        Some(_) => {}
+        None => Err(ReadError::NotFound(format!("relation {} does not exist at {lsn}", key.rel))),
+        Some(nblocks) if key.block.0 >= nblocks => Err(ReadError::NotFound(format!(
+            "block {} is beyond the end of relation {} ({nblocks} blocks) at {lsn}",
+            key.block, key.rel
+        ))),
+        Some(_) => Ok(()),
     }
-    let cache_key =
-        CacheKey { tenant: timeline.tenant_id, timeline: timeline.timeline_id, page: key };
-    if let Some(cache) = &timeline.cache {
-        if let Some(page) = cache.borrow_mut().get(&cache_key, lsn) {
-            out.copy_from_slice(page);
-            return Ok(ReadStats { cache_hit: true, ..ReadStats::default() });
-        }
-    }
+}
+
+/// The cache-hit path: if the core's buffer cache holds `key` as of `lsn`, hands the frame to
+/// `use_page` (while the cache is borrowed: `use_page` must not touch the cache) and returns
+/// the stats of a hit; `None` on a miss (counted by the cache), after which the caller
+/// rebuilds the page with [`rebuild_page`]. No allocation, no await: a connection copies the
+/// frame straight into its output buffer, once.
+pub(crate) fn cached_page(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    use_page: impl FnOnce(&[u8; PAGE_SIZE]),
+) -> Option<ReadStats> {
+    let cache = timeline.cache.as_ref()?;
+    let cache_key = cache_key(timeline, key);
+    let mut cache = cache.borrow_mut();
+    let page = cache.get(&cache_key, lsn)?;
+    use_page(page);
+    Some(ReadStats { cache_hit: true, ..ReadStats::default() })
+}
+
+/// [`cached_page`] without the copy: where the cached page is, for a connection that sends it
+/// straight from its frame. The [`FrameRef`] resolves only until the cache next changes.
+pub(crate) fn cached_frame(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+) -> Option<(FrameRef, ReadStats)> {
+    let cache = timeline.cache.as_ref()?;
+    let frame = cache.borrow_mut().get_ref(&cache_key(timeline, key), lsn)?;
+    Some((frame, ReadStats { cache_hit: true, ..ReadStats::default() }))
+}
+
+fn cache_key(timeline: &Timeline, key: PageKey) -> CacheKey {
+    CacheKey { tenant: timeline.tenant_id, timeline: timeline.timeline_id, page: key }
+}
+
+/// The cache-miss path: rebuilds page `key` as of `lsn` into `out` from the layers (reading
+/// layer files concurrently), and offers the result to the cache. [`check_page`] must have
+/// passed.
+pub(crate) async fn rebuild_page(
+    timeline: &Timeline,
+    key: PageKey,
+    lsn: Lsn,
+    out: &mut [u8; PAGE_SIZE],
+) -> Result<ReadStats, ReadError> {
+    let cache_key = cache_key(timeline, key);
     let mut steps = Vec::new();
     let (base, memory_layers, newest) = plan(timeline, key, lsn, &mut steps, out);
     let spans = coalesce(&steps);

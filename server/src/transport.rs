@@ -42,6 +42,16 @@ impl Transport {
         }
     }
 
+    /// The socket's fd when the bytes go to it as they are (plain TCP): for a vectored send
+    /// straight from the buffer cache's frames. `None` over TLS.
+    pub(crate) fn plain_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Transport::Plain(tcp) => Some(tcp.as_raw_fd()),
+            Transport::Tls(_) => None,
+        }
+    }
+
     pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         let tcp = match self {
             Transport::Plain(tcp) => tcp,

@@ -554,3 +554,42 @@ proptest! {
         cache.assert_invariants();
     }
 }
+
+/// A `FrameRef` resolves to the bytes `get` returns, and stops resolving once any frame may
+/// have changed: an insert of another key (which may evict and refill it), a close, a purge.
+#[test]
+fn frame_refs_resolve_only_until_a_frame_changes() {
+    for policy in PolicyKind::ALL {
+        let mut cache = BufferCache::new(2, policy);
+        cache.insert(&key(1, 0), Lsn(0x10), Lsn::MAX, &page(3));
+        cache.insert(&key(1, 1), Lsn(0x10), Lsn::MAX, &page(4));
+        let stats = cache.stats();
+        let frame = cache.get_ref(&key(1, 0), Lsn(0x20)).expect("cached");
+        assert_eq!(cache.frame(frame), Some(&page(3)), "{policy:?}");
+        assert_eq!(cache.stats().hits, stats.hits + 1, "get_ref counts a hit as get does");
+        assert_eq!(cache.get_ref(&key(1, 9), Lsn(0x20)), None);
+        assert_eq!(cache.stats().misses, stats.misses + 1, "and a miss");
+        let other = cache.get_ref(&key(1, 1), Lsn(0x20)).expect("cached");
+        assert_eq!(cache.frame(frame), Some(&page(3)), "{policy:?}: hits change no frame");
+        cache.insert(&key(1, 2), Lsn(0x10), Lsn::MAX, &page(5));
+        assert_eq!(cache.frame(frame), None, "{policy:?}: after an insert");
+        assert_eq!(cache.frame(other), None, "{policy:?}: after an insert");
+        for change in 0..2 {
+            let Some(frame) = cache.get_ref(&key(1, 1), Lsn(0x20)) else { continue };
+            match change {
+                0 => cache.close_validity(&key(1, 7), Lsn(0x30)),
+                _ => {
+                    cache.purge_tenant(TenantId::from_u128(2));
+                }
+            }
+            // Closing a key with nothing cached and purging a tenant with nothing cached
+            // change no frame.
+            assert_eq!(cache.frame(frame), Some(&page(4)), "{policy:?} change {change}");
+            // Drops the version (a record at or below the version's start would) and with it
+            // the frame's claim to these bytes.
+            cache.close_validity(&key(1, 1), Lsn(0x10));
+            assert_eq!(cache.frame(frame), None, "{policy:?}: after dropping its version");
+            cache.insert(&key(1, 1), Lsn(0x10), Lsn::MAX, &page(4));
+        }
+    }
+}

@@ -31,6 +31,24 @@ fn warm(policy: PolicyKind) -> BufferCache {
 }
 
 #[test]
+fn frame_refs_allocate_nothing_after_warmup() {
+    for policy in PolicyKind::ALL {
+        let mut cache = warm(policy);
+        let (allocations, hits) = alloc_count::during(|| {
+            let mut hits = 0;
+            for block in 0..FRAMES as u32 {
+                let frame = cache.get_ref(&key(1, block), Lsn(0x10)).expect("warm");
+                let page = cache.frame(frame).expect("no frame changed");
+                hits += u64::from(black_box(page[100]) == 7);
+            }
+            hits
+        });
+        assert_eq!(hits, FRAMES as u64, "{policy:?}: every read hits");
+        assert_eq!(allocations, 0, "{policy:?}: get_ref allocated");
+    }
+}
+
+#[test]
 fn get_hits_allocate_nothing_after_warmup() {
     for policy in PolicyKind::ALL {
         let mut cache = warm(policy);

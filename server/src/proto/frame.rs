@@ -102,7 +102,13 @@ pub fn begin_frame(out: &mut Vec<u8>, tag: u8, request_id: u64) -> usize {
 
 /// Writes the length of the frame begun at `start`.
 pub fn finish_frame(out: &mut [u8], start: usize) {
-    let frame_len = out.len() - start - 4;
+    finish_frame_before(out, start, 0);
+}
+
+/// Writes the length of the frame begun at `start` whose last `trailing` bytes are not in
+/// `out`: they are sent from elsewhere right after `out`'s bytes (a page from its cache frame).
+pub(crate) fn finish_frame_before(out: &mut [u8], start: usize, trailing: usize) {
+    let frame_len = out.len() + trailing - start - 4;
     assert!(frame_len <= MAX_FRAME_SIZE, "encoded frame exceeds MAX_FRAME_SIZE");
     let frame_len = u32::try_from(frame_len).expect("bounded by MAX_FRAME_SIZE above");
     out[start..start + 4].copy_from_slice(&frame_len.to_le_bytes());

@@ -5,7 +5,9 @@
 //! with the operation's body; any other status continues with `message_len: u16` and that many
 //! bytes of UTF-8 text for humans.
 
-use super::frame::{begin_frame, finish_frame, Frame, RESPONSE_BIT, TAG_PROTOCOL_ERROR};
+use super::frame::{
+    begin_frame, finish_frame, finish_frame_before, Frame, RESPONSE_BIT, TAG_PROTOCOL_ERROR,
+};
 use super::status::Status;
 use super::MAX_MESSAGE_SIZE;
 use std::fmt::{self, Write as _};
@@ -23,6 +25,12 @@ pub fn begin_ok(out: &mut Vec<u8>, response_tag: u8, request_id: u64) -> usize {
 /// Completes a response begun with [`begin_ok`].
 pub fn finish(out: &mut [u8], start: usize) {
     finish_frame(out, start);
+}
+
+/// Completes a response begun with [`begin_ok`] whose body ends with one page that is not in
+/// `out`: the connection sends it from its cache frame right after `out`'s bytes.
+pub(crate) fn finish_before_page(out: &mut [u8], start: usize) {
+    finish_frame_before(out, start, PAGE_SIZE);
 }
 
 /// Appends a complete error response. The message is cut at [`MAX_MESSAGE_SIZE`] bytes (at a
