@@ -2,7 +2,8 @@
 # Uncached GetPage with encryption on vs off, in one run (issue 6): two servers with no buffer
 # cache, one core each, one tenant each loaded with the same `init --scale`, flushed and
 # compacted to image layers (one O_DIRECT read per GetPage); then `run -b getpage-uniform`
-# against each in turn, ROUNDS times, alternating, so drift on a shared machine hits both.
+# against each in turn, ROUNDS times, alternating (and swapping which goes first), so drift on
+# a shared machine hits both.
 # Prints one JSON summary per run to $OUT/{plain,sealed}-<round>.json and a table.
 #
 # Usage: bench/encryption.sh [SCALE] [CLIENTS] [ROUNDS] [SECONDS]   (defaults 20 8 3 5)
@@ -48,6 +49,11 @@ for t in state["tenants"]:
     for op in ["flush", "compact"]:
         url = f"http://127.0.0.1:{admin}/v1/tenants/{t['tenant_id']}/timelines/{t['timeline_id']}/{op}"
         urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=600).read()
+    info = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/v1/tenants/{t['tenant_id']}"))
+    tl = info["timelines"][0]
+    print(f"{sys.argv[1].rsplit('/', 1)[1]}: encrypted={info['keys']['encrypted']} "
+          f"image_layers={tl['image_layers']} delta_layers={tl['delta_layers']} "
+          f"stored_versions={tl['stored_versions']}")
 PY
 }
 
@@ -57,7 +63,10 @@ load plain 17430 17431
 load sealed 17432 17433
 mkdir -p "$OUT"
 for round in $(seq "$ROUNDS"); do
-    for name in plain sealed; do
+    # Alternate which goes first, so an order effect cannot favour either.
+    order="plain sealed"
+    [ $((round % 2)) = 0 ] && order="sealed plain"
+    for name in $order; do
         port=$([ $name = plain ] && echo 17430 || echo 17432)
         admin=$((port + 1))
         "$PAGECORE_BENCH" --addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$admin" run \

@@ -15,7 +15,7 @@ use crate::wrapped_key::KeyKind;
 #[non_exhaustive]
 pub enum Error {
     /// A page's (or payload's) tag did not verify: wrong key, wrong file or position, or
-    /// modified bytes. The buffer still holds the ciphertext.
+    /// modified bytes. The buffer is zeroed (ring does that), never left as plaintext.
     #[error(
         "payload at position {position} of file {file_id} failed authentication \
          (wrong key or modified bytes)"

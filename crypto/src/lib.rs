@@ -30,7 +30,7 @@
 //!   asserted on every seal (O(1)).
 //! - A page that fails authentication (wrong key, wrong file, wrong position, a flipped bit in
 //!   the page or its tag) is an [`Error::Authentication`], never plaintext garbage; the
-//!   caller's buffer then still holds the ciphertext.
+//!   caller's buffer is then zeroed.
 //! - Key material lives only in types that zeroize on drop, are not `Clone`, and whose `Debug`
 //!   prints no key bytes. No [`Error`] message contains key material.
 //! - The hot path (seal, open) allocates nothing and copies nothing: it works in the caller's
