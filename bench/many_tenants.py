@@ -48,12 +48,13 @@ def hello(tenant, timeline):
     """A reader Hello (PROTOCOL.md §Hello, no token); returns seconds to the answer."""
     payload = struct.pack("<HBB", 1, 1, 0) + bytes.fromhex(tenant) + bytes.fromhex(timeline)
     payload += struct.pack("<QH", 0, 0)
-    frame = struct.pack("<IBBHQ", 16 + len(payload), 0x01, 0, 0, 1) + payload
+    # frame_len counts the bytes after itself (PROTOCOL.md, Frames).
+    frame = struct.pack("<IBBHQ", 12 + len(payload), 0x01, 0, 0, 1) + payload
     started = time.perf_counter()
     with socket.create_connection(ADDR, timeout=30) as s:
         s.sendall(frame)
         answer = b""
-        while len(answer) < 4 or len(answer) < struct.unpack("<I", answer[:4])[0]:
+        while len(answer) < 4 or len(answer) < 4 + struct.unpack("<I", answer[:4])[0]:
             chunk = s.recv(4096)
             if not chunk:
                 raise RuntimeError("connection closed")
