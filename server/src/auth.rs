@@ -24,6 +24,7 @@
 //! issue), revocation lists (rotate the secret instead, `deploy/README.md`), per-tenant secrets.
 
 use crate::config::AuthConfig;
+use crate::hex::{hex, unhex};
 use crate::proto::Role;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -208,24 +209,6 @@ fn role_letter(role: Role) -> &'static str {
         Role::Reader => "r",
         Role::Writer => "w",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Lower-case hex only: one spelling per MAC.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
-        return None;
-    }
-    bytes.chunks_exact(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 #[cfg(test)]

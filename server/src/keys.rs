@@ -29,6 +29,7 @@
 
 pub(crate) use crate::admin::KeyInfo as KeyStatus;
 use crate::config::{Config, KeyProviderConfig};
+use crate::hex::{hex, unhex};
 use crate::runtime::{blocking, write_file_durably};
 use crypto::{Cmk, FileId, Kek, KeyId, PageOpener, PageSealer, WrappedKey};
 use serde::{Deserialize, Serialize};
@@ -155,7 +156,8 @@ impl Provider {
             Provider::Command { .. } => {
                 let input = Zeroizing::new(hex(kek.expose_secret_for_wrapping()));
                 let out = self.run("wrap", cmk, &input)?;
-                let blob = unhex(out.trim()).ok_or_else(|| self.fail("wrap printed no hex"))?;
+                let blob = unhex(&out.trim().to_ascii_lowercase())
+                    .ok_or_else(|| self.fail("wrap printed no hex"))?;
                 if blob.is_empty() {
                     return Err(self.fail("wrap printed nothing"));
                 }
@@ -182,7 +184,8 @@ impl Provider {
             Provider::Command { .. } => {
                 let out = self.run("unwrap", cmk, &hex(&blob))?;
                 let bytes = Zeroizing::new(
-                    unhex(out.trim()).ok_or_else(|| self.fail("unwrap printed no hex"))?,
+                    unhex(&Zeroizing::new(out.trim().to_ascii_lowercase()))
+                        .ok_or_else(|| self.fail("unwrap printed no hex"))?,
                 );
                 Kek::from_bytes(id, &bytes).map_err(|e| self.fail(e.to_string()))
             }
@@ -206,9 +209,10 @@ impl Provider {
                 Some(v) => self.fail(format!("CMK {cmk} version {v} is not in the keyring")),
                 None => self.fail(format!("CMK {cmk} is not in the keyring")),
             })?;
-        let bytes = Zeroizing::new(unhex(&entry.key).ok_or_else(|| {
-            self.fail(format!("CMK {cmk} version {}: key is not hex", entry.version))
-        })?);
+        let bytes =
+            Zeroizing::new(unhex(&Zeroizing::new(entry.key.to_ascii_lowercase())).ok_or_else(
+                || self.fail(format!("CMK {cmk} version {}: key is not hex", entry.version)),
+            )?);
         Cmk::from_bytes(KeyId(entry.version), &bytes).map_err(|e| self.fail(e.to_string()))
     }
 
@@ -755,22 +759,4 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
 
 fn parse_file_id(text: &str) -> Option<u128> {
     (text.len() == 32).then(|| u128::from_str_radix(text, 16).ok()).flatten()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
 }

@@ -16,6 +16,7 @@ pub mod tls;
 mod admin;
 mod conn;
 mod core;
+mod hex;
 mod keys;
 mod layer_io;
 mod limits;

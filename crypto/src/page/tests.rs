@@ -47,8 +47,13 @@ fn check_gcm(key: &str, nonce: &str, aad: &str, plaintext: &str, ciphertext: &st
     assert_eq!(buf, hex(plaintext));
     let mut bad_tag: [u8; 16] = got_tag.as_ref().try_into().expect("16-byte tag");
     bad_tag[0] ^= 1;
-    let result =
-        cipher.open_in_place_separate_tag(nonce(), Aad::from(hex(aad)), Tag::from(bad_tag), &mut buf, 0..);
+    let result = cipher.open_in_place_separate_tag(
+        nonce(),
+        Aad::from(hex(aad)),
+        Tag::from(bad_tag),
+        &mut buf,
+        0..,
+    );
     assert!(result.is_err());
 }
 
