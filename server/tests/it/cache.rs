@@ -7,18 +7,6 @@ use crate::support::{delta, image, key, FirstByte, Model, REL};
 use server::proto::{Role, Status};
 use wal::{Lsn, Record, RecordBody};
 
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = ureq::get(&format!("http://{}/metrics", server.admin_addr))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn cached_versions_are_served_only_where_valid() {
     let server = TestServer::start(1);
@@ -30,21 +18,18 @@ fn cached_versions_are_served_only_where_valid() {
     let first = [image(0x10, 0, 1)];
     writer.append_wal(&first).unwrap();
     model.add(&first);
-    let hits_before = metric(&server, "pagecore_cache_hits_total");
+    let hits_before = server.metric("pagecore_cache_hits_total");
     for _ in 0..3 {
         assert_eq!(
             reader.get_page(key(0), Lsn(0x10), Lsn(0x10)).unwrap()[0],
             first[0].body_first_byte()
         );
     }
-    assert!(
-        metric(&server, "pagecore_cache_hits_total") >= hits_before + 2.0,
-        "repeated reads hit"
-    );
-    let hit_latency = metric(&server, "pagecore_latency_seconds_count{op=\"get_page_cache_hit\"}");
+    assert!(server.metric("pagecore_cache_hits_total") >= hits_before + 2.0, "repeated reads hit");
+    let hit_latency = server.metric("pagecore_latency_seconds_count{op=\"get_page_cache_hit\"}");
     assert!(hit_latency >= 2.0, "cache hits are timed as their own operation");
     let tenant_hits =
-        metric(&server, &format!("pagecore_tenant_cache_hits_total{{tenant=\"{tenant}\"}}"));
+        server.metric(&format!("pagecore_tenant_cache_hits_total{{tenant=\"{tenant}\"}}"));
     assert!(tenant_hits >= 2.0, "per-tenant cache hits: {tenant_hits}");
     // A newer record ends the cached version: reads at or after it see the new page.
     let second = [delta(0x20, 0, 0, b"new")];

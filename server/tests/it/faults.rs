@@ -213,16 +213,6 @@ fn flip_byte(image: &Path, offset: u64) {
     file.sync_data().unwrap();
 }
 
-/// Sum of the samples of `name` in the server's `/metrics`.
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let url = format!("http://{}/metrics", server.admin_addr);
-    let text = ureq::get(&url).call().unwrap().into_string().unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 /// Real `EIO` on reads of one layer file, through the real server (issue 8, "I/O errors on
 /// read"). Device-mapper is not in this kernel (no `dm_mod`, `dmsetup targets` fails), so the
 /// data directory is on btrfs on a loop device instead: btrfs checksums data, and an O_DIRECT
@@ -267,7 +257,7 @@ fn an_unreadable_layer_file_answers_an_io_error_and_reads_again_when_the_disk_do
     let at = find_blocks(&disk.image, damaged);
     assert_eq!(at.len(), 1, "the damaged block is on the disk once: {at:?}");
     flip_byte(&disk.image, at[0] + 100);
-    let errors_before = metric(&server, "pagecore_disk_read_errors_total");
+    let errors_before = server.metric("pagecore_disk_read_errors_total");
 
     let mut reader = server.connect(Role::Reader, victim.tenant_id, victim_timeline, 0);
     for _ in 0..3 {
@@ -289,11 +279,9 @@ fn an_unreadable_layer_file_answers_an_io_error_and_reads_again_when_the_disk_do
         let page = other_reader.get_page(key(block), last, last).unwrap();
         assert!(page[..] == *page_of(&records[1][block as usize]), "other tenant block {block}");
     }
-    let errors = metric(&server, "pagecore_disk_read_errors_total") - errors_before;
+    let errors = server.metric("pagecore_disk_read_errors_total") - errors_before;
     assert_eq!(errors, 3.0, "each failed read is counted");
-    assert!(
-        metric(&server, "pagecore_request_errors_total{core=\"0\",status=\"Internal\"}") >= 3.0
-    );
+    assert!(server.metric("pagecore_request_errors_total{core=\"0\",status=\"Internal\"}") >= 3.0);
     assert!(server.log().contains("read failed"), "the log names the failure");
 
     // The disk heals (the bytes are back): the same connection reads the page, no restart.

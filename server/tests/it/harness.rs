@@ -137,6 +137,16 @@ impl TestServer {
         }
     }
 
+    /// Sum of the samples of metric `name` in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.admin_addr);
+        let text = ureq::get(&url).call().unwrap().into_string().unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    }
+
     /// The server process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the server is running").id()

@@ -15,15 +15,6 @@ fn open_files_of(server: &TestServer, tenant: wal::TenantId) -> usize {
         .count()
 }
 
-fn metric(server: &TestServer, name: &str) -> f64 {
-    let url = format!("http://{}/metrics", server.admin_addr);
-    let text = ureq::get(&url).call().unwrap().into_string().unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[test]
 fn an_idle_tenant_is_unloaded_and_a_hello_brings_it_back() {
     let server = TestServer::start_with_top(1, "tenant_idle_unload_secs = 1\n");
@@ -44,7 +35,7 @@ fn an_idle_tenant_is_unloaded_and_a_hello_brings_it_back() {
     let info = server.admin().tenant(idle.tenant_id).unwrap();
     assert!(info.timelines.is_empty(), "an unloaded tenant holds no timeline: {info:?}");
     assert!(!server.admin().tenant(busy.tenant_id).unwrap().unloaded);
-    assert_eq!(metric(&server, "pagecore_tenants_unloaded_total"), 1.0);
+    assert_eq!(server.metric("pagecore_tenants_unloaded_total"), 1.0);
     assert_eq!(open_files_of(&server, idle.tenant_id), 0, "{files_loaded} files were open");
     assert!(open_files_of(&server, busy.tenant_id) > 0);
     // A Hello loads it again; every page reads back, and appends go on.
@@ -54,7 +45,7 @@ fn an_idle_tenant_is_unloaded_and_a_hello_brings_it_back() {
         let RecordBody::Image(page) = &record.body else { unreachable!() };
         assert!(reader.get_page(record.key, last, last).unwrap()[..] == page[..]);
     }
-    assert_eq!(metric(&server, "pagecore_tenants_reactivated_total"), 1.0);
+    assert_eq!(server.metric("pagecore_tenants_reactivated_total"), 1.0);
     assert!(!server.admin().tenant(idle.tenant_id).unwrap().unloaded);
     let mut writer = server.connect(Role::Writer, idle.tenant_id, idle_timeline, 1);
     writer.append_wal(&[image(0x20, 0, 99)]).unwrap();
