@@ -474,9 +474,27 @@ impl LocalCore {
                 .iter()
                 .filter_map(|(id, t)| Some((*id, t.keys.clone()?)))
                 .collect();
+            // One unwrap per CMK answers for every tenant it wraps; only when it fails is each
+            // tenant of that group asked on its own (1,000 tenants under one KMS key cost one
+            // call per interval, not 1,000).
+            let mut groups_ok: std::collections::HashSet<String> = std::collections::HashSet::new();
+            let mut groups_failed: std::collections::HashSet<String> =
+                std::collections::HashSet::new();
             for (tenant_id, keys) in tenants {
                 if keys.available() {
-                    if let Err(error) = keys.check_provider().await {
+                    let group = keys.check_group();
+                    if group.as_ref().is_some_and(|g| groups_ok.contains(g)) {
+                        continue;
+                    }
+                    let checked = keys.check_provider().await;
+                    if let Some(group) = group {
+                        if checked.is_ok() && !groups_failed.contains(&group) {
+                            groups_ok.insert(group);
+                        } else if checked.is_err() {
+                            groups_failed.insert(group);
+                        }
+                    }
+                    if let Err(error) = checked {
                         tracing::warn!(tenant = %tenant_id, %error, "key provider refuses the tenant's key");
                         if let Err(e) = self.revoke_tenant(tenant_id, error, false).await {
                             tracing::warn!(tenant = %tenant_id, error = %e, "revoking");

@@ -660,6 +660,21 @@ impl TenantKeys {
         self.unwrap_stored_kek(&manifest).await.map(drop)
     }
 
+    /// Which provider check covers this tenant: tenants whose KEKs are wrapped by the same CMK
+    /// (provider, CMK name, and for a keyring its version) stand or fall together, so one
+    /// unwrap per group and interval tells for all of them. `None` when not active.
+    pub(crate) fn check_group(&self) -> Option<String> {
+        let active = self.active.borrow();
+        let manifest = &active.as_ref()?.manifest;
+        let version = match &self.provider {
+            Provider::File { .. } => unhex(&manifest.kek.wrapped)
+                .and_then(|b| WrappedKey::decode(&b).ok())
+                .map_or(0, |w| w.wrapping_key_id().0),
+            Provider::Command { .. } => 0,
+        };
+        Some(format!("{}/{}/{version}", self.provider.name(), manifest.cmk))
+    }
+
     /// Whether an unavailable tenant's keys were revoked by the admin (then only a restore
     /// brings it back; otherwise the provider check may).
     pub(crate) fn revoked_by_admin(&self) -> bool {

@@ -287,14 +287,14 @@ fn rotation_rewraps_keys_without_touching_data() {
     writer.append_wal(&[crate::support::image(last.0 + 0x10, 1, 9)]).unwrap();
 }
 
-/// A KMS stand-in: wraps with AES-256-CBC under its own key file using the `openssl` CLI, and
-/// refuses while a `revoked` file exists beside it.
+/// A KMS stand-in: wraps with AES-256-CBC under its own key file using the `openssl` CLI,
+/// refuses while a `revoked` file exists beside it, and appends each call to `calls.log`.
 fn kms_script(dir: &Path) -> PathBuf {
     let script = dir.join("kms.sh");
     let key = dir.join("kms.key");
     std::fs::write(&key, "ab".repeat(32)).unwrap();
     let text = format!(
-        "#!/bin/sh\nset -e\nop=$1\ncmk=$2\nkey=$(cat {key:?})\n\
+        "#!/bin/sh\nset -e\nop=$1\ncmk=$2\nkey=$(cat {key:?})\necho \"$op $cmk\" >> {calls:?}\n\
          if [ -e {revoked:?} ]; then echo \"CMK $cmk is disabled\" >&2; exit 3; fi\n\
          read -r input\n\
          case $op in\n\
@@ -303,6 +303,7 @@ fn kms_script(dir: &Path) -> PathBuf {
          *) echo \"unknown op $op\" >&2; exit 2 ;;\n\
          esac\n",
         revoked = dir.join("revoked"),
+        calls = dir.join("calls.log"),
     );
     std::fs::write(&script, text).unwrap();
     std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
@@ -326,6 +327,21 @@ fn a_command_provider_serves_as_the_cmk_holder() {
     server.restart_clean();
     let mut reader = server.connect(Role::Reader, tenant, timeline, 0);
     assert_eq!(reader.get_page(key(2), last, last).unwrap()[..], marker_page(2)[..]);
+    // Two more tenants under the same CMK: the periodic check asks the KMS once per interval
+    // for all three, not once per tenant.
+    create(&server, serde_json::json!({ "cmk": "tenant-a" }));
+    create(&server, serde_json::json!({ "cmk": "tenant-a" }));
+    let unwraps = || {
+        let log = std::fs::read_to_string(kms_dir.path().join("calls.log")).unwrap_or_default();
+        log.lines().filter(|l| l.starts_with("unwrap")).count()
+    };
+    let (before, started) = (unwraps(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (calls, intervals) = (unwraps() - before, started.elapsed().as_millis() / 200);
+    assert!(
+        calls as u128 <= intervals + 2,
+        "{calls} KMS unwraps in {intervals} check intervals for 3 tenants under one CMK"
+    );
     // The KMS disables the key: the tenant goes unavailable, then comes back.
     std::fs::write(kms_dir.path().join("revoked"), "").unwrap();
     wait_until("command provider refusal", Duration::from_secs(3), || {
@@ -348,7 +364,7 @@ fn a_command_provider_serves_as_the_cmk_holder() {
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("broken") && body.contains("/nonexistent/kms"), "{body}");
     let tenants = std::fs::read_dir(server.dir.path().join("data/tenants")).unwrap().count();
-    assert_eq!(tenants, 1, "a failed creation left a tenant directory behind");
+    assert_eq!(tenants, 3, "a failed creation left a tenant directory behind");
 }
 
 #[test]
