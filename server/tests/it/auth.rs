@@ -198,20 +198,7 @@ fn without_secret_files_authentication_is_off() {
 /// Runs `pagecore serve` with `token_secret_file = file` and returns its stderr; it must exit
 /// with failure before serving.
 fn serve_expecting_failure(dir: &Path, file: &Path) -> String {
-    let config = dir.join("pagecore.toml");
-    let text = format!(
-        "data_dir = {:?}\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"\ncores = 1\n\
-         [auth]\ntoken_secret_file = {file:?}\n",
-        dir.join("data")
-    );
-    std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_pagecore"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    crate::harness::serve_expecting_failure(dir, &format!("[auth]\ntoken_secret_file = {file:?}\n"))
 }
 
 /// Neither secret nor any token (nor its MAC alone) appears in the server's log.

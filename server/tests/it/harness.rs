@@ -260,3 +260,22 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Runs `pagecore serve` on a config in `dir` (unreachable ports, one core) with `tables_toml`
+/// appended, expects it to refuse to start, and returns what it printed on stderr.
+pub fn serve_expecting_failure(dir: &std::path::Path, tables_toml: &str) -> String {
+    let config = dir.join("pagecore.toml");
+    let text = format!(
+        "data_dir = {:?}\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"\ncores = 1\n\
+         {tables_toml}",
+        dir.join("data")
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pagecore"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the server started with {tables_toml}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -353,20 +353,9 @@ fn bad_certificate_or_key_stops_the_start_with_a_clear_error() {
 /// Runs `pagecore serve` with the given `[tls]` files; it must exit with failure before
 /// serving. Returns its stderr.
 fn serve_expecting_failure(pki: &Pki, cert: &Path, key: &Path) -> String {
-    let config = pki.path("pagecore.toml");
-    let text = format!(
-        "data_dir = {:?}\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"\ncores = 1\n\
-         [tls]\ncert_chain_file = {cert:?}\nprivate_key_file = {key:?}\nprotocol = true\n",
-        pki.path("data")
-    );
-    std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_pagecore"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let tls =
+        format!("[tls]\ncert_chain_file = {cert:?}\nprivate_key_file = {key:?}\nprotocol = true\n");
+    crate::harness::serve_expecting_failure(&pki.path(""), &tls)
 }
 
 trait PageBytes {
