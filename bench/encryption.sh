@@ -46,7 +46,7 @@ load() { # name port admin_port
 import json, sys, urllib.request
 state, admin = json.load(open(sys.argv[1])), sys.argv[2]
 for t in state["tenants"]:
-    for op in ["flush", "compact"]:
+    for op in ["flush", "compact", "compact"]:
         url = f"http://127.0.0.1:{admin}/v1/tenants/{t['tenant_id']}/timelines/{t['timeline_id']}/{op}"
         urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=600).read()
     info = json.load(urllib.request.urlopen(f"http://127.0.0.1:{admin}/v1/tenants/{t['tenant_id']}"))
