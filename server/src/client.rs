@@ -117,6 +117,13 @@ pub struct Client {
     hello: HelloOk,
 }
 
+/// A TCP connection with Nagle off (requests are small and pipelined).
+fn connect_tcp(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 impl Client {
     /// Connects and performs the handshake, with no auth token (a server with
     /// authentication on answers `Unauthorized`).
@@ -140,9 +147,8 @@ impl Client {
         writer_term: u64,
         token: &[u8],
     ) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        Client::handshake(Stream::Plain(stream), role, tenant_id, timeline_id, writer_term, token)
+        let stream = Stream::Plain(connect_tcp(addr)?);
+        Client::handshake(stream, role, tenant_id, timeline_id, writer_term, token)
     }
 
     /// Like [`Client::connect_with_token`], over TLS: fails with the verification error if the
@@ -156,9 +162,7 @@ impl Client {
         writer_term: u64,
         token: &[u8],
     ) -> Result<Client, ClientError> {
-        let tcp = TcpStream::connect(addr)?;
-        tcp.set_nodelay(true)?;
-        let stream = Stream::Tls(Box::new(tls.connect(tcp)?));
+        let stream = Stream::Tls(Box::new(tls.connect(connect_tcp(addr)?)?));
         Client::handshake(stream, role, tenant_id, timeline_id, writer_term, token)
     }
 

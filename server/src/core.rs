@@ -291,14 +291,7 @@ impl LocalCore {
             Some(tenant) => std::mem::take(&mut tenant.timelines),
             None => BTreeMap::new(),
         };
-        for timeline in timelines.values() {
-            timeline.shutdown().await;
-            // A flush or merge in flight finishes (or fails for want of a key) before the
-            // tenant can be loaded again, so two timeline objects never write one directory.
-            while timeline.store_busy.get() {
-                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
+        stop_timelines(timelines.values()).await;
         drop(timelines);
         tracing::warn!(tenant = %tenant_id, reason = %why, "tenant keys revoked: zeroized and unloaded");
         revoked.map_err(|e| e.to_string())
@@ -318,22 +311,30 @@ impl LocalCore {
         }
         self.set_loading(tenant_id, true);
         let activated = if admin { keys.restore().await } else { keys.activate().await };
-        let loaded = match activated {
-            Ok(()) => self
-                .load_tenant_timelines(tenant_id, Some(&keys))
-                .await
-                .map_err(|e| format!("loading tenant {tenant_id}: {e}")),
-            Err(error) => Err(error.to_string()),
-        };
-        self.set_loading(tenant_id, false);
-        let timelines = loaded?;
-        if let Some(tenant) = self.tenants.borrow_mut().get_mut(&tenant_id) {
-            tenant.timelines = timelines;
-            // Loaded now, whether or not it had been unloaded for being idle before.
-            tenant.unloaded = false;
-            tenant.last_active = std::time::Instant::now();
+        if let Err(error) = activated {
+            self.set_loading(tenant_id, false);
+            return Err(error.to_string());
         }
+        // Loaded now, whether or not it had been unloaded for being idle before.
+        self.install_timelines(tenant_id, Some(&keys)).await?;
         tracing::info!(tenant = %tenant_id, "tenant keys restored: tenant loaded");
+        Ok(())
+    }
+
+    /// Opens a tenant's timelines into its entry, marking it loaded. The caller set `loading`;
+    /// it is cleared here, whether or not the load worked.
+    async fn install_timelines(
+        &self,
+        tenant_id: TenantId,
+        keys: Option<&Rc<TenantKeys>>,
+    ) -> Result<(), String> {
+        let loaded = self.load_tenant_timelines(tenant_id, keys).await;
+        let mut tenants = self.tenants.borrow_mut();
+        let Some(tenant) = tenants.get_mut(&tenant_id) else { return Ok(()) };
+        tenant.loading = false;
+        tenant.timelines = loaded.map_err(|e| format!("loading tenant {tenant_id}: {e}"))?;
+        tenant.unloaded = false;
+        tenant.last_active = std::time::Instant::now();
         Ok(())
     }
 
@@ -366,14 +367,7 @@ impl LocalCore {
             }
             let started = std::time::Instant::now();
             self.set_loading(tenant_id, true);
-            let loaded = self.load_tenant_timelines(tenant_id, keys.as_ref()).await;
-            let mut tenants = self.tenants.borrow_mut();
-            let Some(tenant) = tenants.get_mut(&tenant_id) else { return Ok(()) };
-            tenant.loading = false;
-            let timelines = loaded.map_err(|e| format!("loading tenant {tenant_id}: {e}"))?;
-            tenant.timelines = timelines;
-            tenant.unloaded = false;
-            tenant.last_active = std::time::Instant::now();
+            self.install_timelines(tenant_id, keys.as_ref()).await?;
             metrics::tenant_reactivated();
             tracing::info!(tenant = %tenant_id, elapsed_ms = started.elapsed().as_millis() as u64,
                 "idle tenant reactivated");
@@ -439,12 +433,7 @@ impl LocalCore {
             tenant.unloaded = true;
             tenant.loading = true; // until the timelines below have stopped
         }
-        for timeline in &timelines {
-            timeline.shutdown().await;
-            while timeline.store_busy.get() {
-                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
+        stop_timelines(&timelines).await;
         drop(timelines);
         if let Some(cache) = &self.cache {
             cache.borrow_mut().purge_tenant(tenant_id);
@@ -790,6 +779,18 @@ impl LocalCore {
                 unloaded: tenant.unloaded,
             })
             .collect()
+    }
+}
+
+/// Stops timelines being unloaded (idle, or keys revoked): each flusher finishes what it
+/// accepted, and a flush or merge in flight finishes (or fails for want of a key) before the
+/// tenant can be loaded again, so two timeline objects never write one directory.
+async fn stop_timelines(timelines: impl IntoIterator<Item = &Rc<Timeline>>) {
+    for timeline in timelines {
+        timeline.shutdown().await;
+        while timeline.store_busy.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 
